@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class QuestdashConfig(AppConfig):
+    name = "questdash"
+    verbose_name = "QuestDB dashboard"

@@ -1,0 +1,118 @@
+"""The dashboard's reads from QuestDB: the four of the story, plus the chart.
+
+All SQL is parameterised and runs on the "questdb" alias, whose engine
+passes every connect and query through the circuit breaker and retry.
+Rows come back as plain dicts of JSON-friendly values, ready for the
+cached fallback and the API.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+from questdash.db.router import QUESTDB_ALIAS
+
+Row = dict[str, Any]
+
+
+def _query(sql: str, params: list | tuple = ()) -> list[Row]:
+    with connections[QUESTDB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [col.name for col in cursor.description]
+        return [dict(zip(columns, map(_utc, row), strict=True)) for row in cursor.fetchall()]
+
+
+def _utc(value: Any) -> Any:
+    """QuestDB timestamps are UTC without a zone: say so."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    return value
+
+
+def _placeholders(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def get_active_sessions(limit: int | None = None) -> list[Row]:
+    """Sessions whose newest lifecycle row says active, newest first, with their symbols."""
+    limit = limit or settings.DASHBOARD_ACTIVE_SESSIONS_LIMIT
+    sessions = _query(
+        "SELECT session_id, name, strategy, started_at FROM ("
+        "  SELECT session_id, name, strategy, status, started_at, ts FROM trading_sessions"
+        "  LATEST ON ts PARTITION BY session_id"
+        ") WHERE status = %s ORDER BY started_at DESC LIMIT %s",
+        ["active", limit],
+    )
+    symbols = get_session_symbols([s["session_id"] for s in sessions])
+    for session in sessions:
+        session["symbols"] = symbols.get(session["session_id"], [])
+    return sessions
+
+
+def get_session_symbols(session_ids: list[str]) -> dict[str, list[str]]:
+    """The symbols each session holds a position in."""
+    if not session_ids:
+        return {}
+    rows = _query(
+        "SELECT session_id, symbol FROM positions"
+        f" WHERE session_id IN ({_placeholders(session_ids)})"
+        " LATEST ON ts PARTITION BY session_id, symbol",
+        session_ids,
+    )
+    symbols: dict[str, list[str]] = {}
+    for row in rows:
+        symbols.setdefault(row["session_id"], []).append(row["symbol"])
+    return {session_id: sorted(found) for session_id, found in symbols.items()}
+
+
+def get_latest_prices(symbols: list[str] | None = None) -> list[Row]:
+    """The newest price of each symbol (of the given ones, or of all)."""
+    where, params = "", []
+    if symbols:
+        where, params = f" WHERE symbol IN ({_placeholders(symbols)})", list(symbols)
+    return _query(
+        f"SELECT symbol, price, ts FROM prices{where} LATEST ON ts PARTITION BY symbol"
+        " ORDER BY symbol",
+        params,
+    )
+
+
+def get_positions(limit: int | None = None) -> list[Row]:
+    """Open positions of all sessions with the last price and unrealized P&L."""
+    limit = limit or settings.DASHBOARD_POSITIONS_LIMIT
+    positions = _query(
+        "SELECT session_id, symbol, quantity, avg_price, ts FROM ("
+        "  SELECT session_id, symbol, quantity, avg_price, ts FROM positions"
+        "  LATEST ON ts PARTITION BY session_id, symbol"
+        ") WHERE quantity != 0 ORDER BY session_id, symbol LIMIT %s",
+        [limit],
+    )
+    last = {
+        p["symbol"]: p["price"] for p in get_latest_prices(sorted({p["symbol"] for p in positions}))
+    }
+    for position in positions:
+        price = last.get(position["symbol"])
+        position["last_price"] = price
+        position["unrealized_pnl"] = (
+            None
+            if price is None
+            else round((price - position["avg_price"]) * position["quantity"], 2)
+        )
+    return positions
+
+
+def get_price_history(minutes: int | None = None) -> list[Row]:
+    """Per-symbol averages over recent buckets, for the dashboard's chart."""
+    minutes = minutes or settings.DASHBOARD_CHART_MINUTES
+    since = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        minutes=minutes
+    )
+    return _query(
+        "SELECT symbol, ts, avg(price) AS price FROM prices WHERE ts >= %s"
+        " SAMPLE BY 5m ALIGN TO CALENDAR ORDER BY symbol, ts",
+        [since],
+    )

@@ -1,0 +1,1 @@
+"""A Django database backend for QuestDB: ENGINE "questdash.db.backend"."""

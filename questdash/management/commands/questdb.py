@@ -1,0 +1,54 @@
+"""`manage.py questdb fetch|start|stop|status|seed`: the local QuestDB."""
+
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from questdash import localdb
+
+
+class Command(BaseCommand):
+    help = "Fetch, start, stop or seed the local QuestDB server, or say whether it runs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["fetch", "start", "stop", "status", "seed"])
+
+    def handle(self, *args, action: str, **options):
+        try:
+            getattr(self, f"do_{action}")()
+        except localdb.LocalQuestDBError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def do_fetch(self) -> None:
+        started = time.monotonic()
+        jar = localdb.fetch()
+        self.stdout.write(
+            f"{jar} ({jar.stat().st_size // 2**20} MiB, {time.monotonic() - started:.1f} s)"
+        )
+
+    def do_start(self) -> None:
+        started = time.monotonic()
+        was_running = localdb.status().running
+        status = localdb.start()
+        verb = (
+            "already running" if was_running else f"started in {time.monotonic() - started:.1f} s"
+        )
+        self.stdout.write(self.style.SUCCESS(f"{status} — {verb}"))
+
+    def do_stop(self) -> None:
+        stopped = localdb.stop()
+        self.stdout.write("QuestDB stopped." if stopped else "QuestDB was not running.")
+
+    def do_status(self) -> None:
+        self.stdout.write(str(localdb.status()))
+
+    def do_seed(self) -> None:
+        from questdash.seed import seed
+
+        result = seed()
+        rows = ", ".join(f"{table}: {count}" for table, count in result.rows.items())
+        self.stdout.write(
+            self.style.SUCCESS(f"Seeded demo data in {result.seconds:.1f} s ({rows}).")
+        )

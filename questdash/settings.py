@@ -1,0 +1,186 @@
+"""Settings for questdash.
+
+Everything comes from the environment (the contract in DESIGN.md), with
+defaults that run on one machine with nothing but Python and Java: SQLite,
+a database cache that web and worker processes share, no Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.management.utils import get_random_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("QUESTDASH_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _secret_key() -> str:
+    """A stable key for the local demo: generated once into var/, never committed."""
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(get_random_secret_key())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "health_check",
+    "resilience",
+    "questdash",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "questdash.urls"
+WSGI_APPLICATION = "questdash.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- QuestDB -----------------------------------------------------------------
+QUESTDB_HOST = os.environ.get("QUESTDB_HOST", "127.0.0.1")
+QUESTDB_PORT = int(os.environ.get("QUESTDB_PORT", "8812"))
+QUESTDB_USER = os.environ.get("QUESTDB_USER", "admin")
+QUESTDB_PASSWORD = os.environ.get("QUESTDB_PASSWORD", "quest")
+QUESTDB_DATABASE = os.environ.get("QUESTDB_DATABASE", "qdb")
+# The local server that `manage.py questdb start` runs (not used in production).
+QUESTDB_HTTP_PORT = int(os.environ.get("QUESTDB_HTTP_PORT", "9000"))
+QUESTDB_HEALTH_PORT = int(os.environ.get("QUESTDB_HEALTH_PORT", "9003"))
+QUESTDB_ILP_PORT = int(os.environ.get("QUESTDB_ILP_PORT", "9009"))
+QUESTDB_DATA_DIR = Path(os.environ.get("QUESTDB_DATA_DIR", VAR_DIR / "questdb"))
+QUESTDB_HEAP = os.environ.get("QUESTDB_HEAP", "512m")
+
+CONNECT_TIMEOUT = float(os.environ.get("RESILIENCE_CONNECT_TIMEOUT", "3"))
+QUERY_TIMEOUT = float(os.environ.get("RESILIENCE_QUERY_TIMEOUT", "5"))
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "db.sqlite3",
+        "OPTIONS": {"timeout": 20},
+    },
+    "questdb": {
+        "ENGINE": "questdash.db.backend",
+        "HOST": QUESTDB_HOST,
+        "PORT": QUESTDB_PORT,
+        "USER": QUESTDB_USER,
+        "PASSWORD": QUESTDB_PASSWORD,
+        "NAME": QUESTDB_DATABASE,
+        # QuestDB drops connections idle for 300 s: keep ours for less, and
+        # check each one before a request reuses it.
+        "CONN_MAX_AGE": 240,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "connect_timeout": max(1, round(CONNECT_TIMEOUT)),
+            "options": f"-c statement_timeout={int(QUERY_TIMEOUT * 1000)}",
+        },
+        "TEST": {"MIRROR": "questdb"},
+    },
+}
+# --- Dashboard -------------------------------------------------------------------
+# The story's hard-coded "LIMIT 50", and the other limits, as settings.
+DASHBOARD_ACTIVE_SESSIONS_LIMIT = int(os.environ.get("DASHBOARD_ACTIVE_SESSIONS_LIMIT", "50"))
+DASHBOARD_POSITIONS_LIMIT = int(os.environ.get("DASHBOARD_POSITIONS_LIMIT", "200"))
+DASHBOARD_CHART_MINUTES = int(os.environ.get("DASHBOARD_CHART_MINUTES", "120"))
+DASHBOARD_REFRESH_INTERVAL = float(os.environ.get("DASHBOARD_REFRESH_INTERVAL", "15"))
+
+DATABASE_ROUTERS = ["questdash.db.router.QuestDBRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, Redis, Celery ------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "TIMEOUT": 300,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        },
+    }
+else:
+    # A database cache in SQLite: shared by the web and worker processes
+    # without Redis. MAX_ENTRIES is high so last-known-good copies never cull.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "django_cache",
+            "TIMEOUT": 300,
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        },
+    }
+
+RESILIENCE = {
+    "STORE": "resilience.stores.CacheStore" if REDIS_URL else "resilience.stores.LocalStore",
+}
+
+# --- Auth, i18n, static --------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "admin:login"
+
+# --- Logging: JSON lines (the contract) ------------------------------------------
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "resilience.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "resilience": {"level": LOG_LEVEL},
+        "questdash": {"level": LOG_LEVEL},
+    },
+}

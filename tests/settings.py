@@ -1,0 +1,30 @@
+"""Test settings: the product's settings on test ports, with a distinctive password.
+
+The password is searched for in every response and log line the tests see,
+so a leak fails a test. The ports keep the tests off a demo server on the
+default ports.
+"""
+
+import os
+
+TEST_ENV = {
+    "QUESTDB_PORT": "18812",
+    "QUESTDB_HTTP_PORT": "19000",
+    "QUESTDB_HEALTH_PORT": "19003",
+    "QUESTDB_ILP_PORT": "19009",
+    "QUESTDB_PASSWORD": "Zq7-leak-canary-Pw",
+    "QUESTDB_HEAP": "384m",
+    "RESILIENCE_CONNECT_TIMEOUT": "1",
+    "RESILIENCE_QUERY_TIMEOUT": "2",
+    "DJANGO_SECRET_KEY": "tests-only-secret-key-not-for-production-0123456789",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+os.environ.setdefault(
+    "QUESTDB_DATA_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-questdb"),
+)
+
+from questdash.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test logins
