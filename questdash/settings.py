@@ -114,6 +114,10 @@ DATABASES = {
         "CONN_MAX_AGE": 240,
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
+            # Real bind parameters on the server (QuestDB supports them), and
+            # prepared, pipelined executemany (no pgbouncer in front of QuestDB).
+            "server_side_binding": True,
+            "prepare_threshold": 5,
             "connect_timeout": max(1, round(CONNECT_TIMEOUT)),
             "options": f"-c statement_timeout={int(QUERY_TIMEOUT * 1000)}",
         },

@@ -19,8 +19,9 @@ pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.django_db(d
 
 
 def test_stock_postgresql_engine_refuses_questdb_and_ours_works():
-    stock = StockPostgres({**settings.DATABASES["questdb"], "ENGINE": "django.db.backends.postgresql"},
-                          alias="stock")
+    stock = StockPostgres(
+        {**settings.DATABASES["questdb"], "ENGINE": "django.db.backends.postgresql"}, alias="stock"
+    )
     try:
         with pytest.raises(NotSupportedError, match="PostgreSQL 14 or later is required"):
             stock.ensure_connection()
@@ -37,8 +38,9 @@ def test_stock_engine_without_version_gate_still_sends_set_config():
         def check_database_version_supported(self):
             pass
 
-    stock = NoGate({**settings.DATABASES["questdb"], "ENGINE": "django.db.backends.postgresql"},
-                   alias="stock")
+    stock = NoGate(
+        {**settings.DATABASES["questdb"], "ENGINE": "django.db.backends.postgresql"}, alias="stock"
+    )
     try:
         with pytest.raises(Exception, match="set_config"):
             stock.ensure_connection()
@@ -126,5 +128,11 @@ def test_questdb_server_conf_holds_ports_and_no_telemetry():
 
 def test_password_is_really_checked():
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(host="127.0.0.1", port=settings.QUESTDB_PORT, user="admin",
-                        password="wrong", dbname="qdb", connect_timeout=2).close()
+        psycopg.connect(
+            host="127.0.0.1",
+            port=settings.QUESTDB_PORT,
+            user="admin",
+            password="wrong",
+            dbname="qdb",
+            connect_timeout=2,
+        ).close()
