@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the whole test suite from nothing: Python packages, Debian's redis-server
+# and Toxiproxy are installed here; QuestDB (fetched from Maven Central), Redis,
+# Toxiproxy, Celery and gunicorn are started and stopped by the tests' fixtures.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+ensure_redis() {
+    command -v redis-server >/dev/null && return
+    log "Installing redis-server (Debian)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q redis-server
+    # The tests start their own redis-server; the packaged service is not needed.
+    $SUDO service redis-server stop >/dev/null 2>&1 || true
+}
+
+ensure_toxiproxy() {
+    export TOXIPROXY_SERVER="$PWD/var/bin/toxiproxy-server"
+    [ -x "$TOXIPROXY_SERVER" ] && return
+    log "Building Toxiproxy with go install"
+    mkdir -p var/bin
+    GOBIN="$PWD/var/bin" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
+    mv var/bin/server "$TOXIPROXY_SERVER"
+}
+
+ensure_venv
+ensure_redis
+ensure_toxiproxy
+manage questdb fetch
+log "Linting"
+"$VENV/bin/ruff" check .
+log "Running the tests"
+exec "$VENV/bin/pytest" "$@"
