@@ -61,3 +61,15 @@ class Position(QuestDBModel):
 
     def __str__(self) -> str:
         return f"{self.session_id} {self.symbol} {self.quantity:g} @ {self.avg_price:g}"
+
+
+class Dashboard(models.Model):
+    """No table: the dashboard's entry in the admin, and the permission to see it."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = verbose_name_plural = "QuestDB dashboard"
+
+    def __str__(self) -> str:
+        return str(self._meta.verbose_name)

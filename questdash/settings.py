@@ -131,6 +131,8 @@ DASHBOARD_ACTIVE_SESSIONS_LIMIT = int(os.environ.get("DASHBOARD_ACTIVE_SESSIONS_
 DASHBOARD_POSITIONS_LIMIT = int(os.environ.get("DASHBOARD_POSITIONS_LIMIT", "200"))
 DASHBOARD_CHART_MINUTES = int(os.environ.get("DASHBOARD_CHART_MINUTES", "120"))
 DASHBOARD_REFRESH_INTERVAL = float(os.environ.get("DASHBOARD_REFRESH_INTERVAL", "15"))
+# A copy this young is served as fresh: a burst of requests makes one query.
+DASHBOARD_FRESH_FOR = float(os.environ.get("DASHBOARD_FRESH_FOR", "2"))
 
 DATABASE_ROUTERS = ["questdash.db.router.QuestDBRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

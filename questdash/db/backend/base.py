@@ -5,13 +5,54 @@ Django's stock engine refuses QuestDB twice: the server says it is version
 `set_config('TimeZone', ...)`, which QuestDB does not have. This backend
 skips both, stays in autocommit, and never opens server-side cursors or
 savepoints, none of which QuestDB supports.
+
+It is also where the circuit breaker sits: every new connection and every
+statement passes the "questdb" guard, so no code reaches QuestDB around it,
+and an open breaker means no network traffic at all.
 """
 
+from django.conf import settings
+from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresCursorDebugWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 
+from resilience.breaker import get_breaker
+from resilience.errors import is_connection_error
+
+from ..guard import questdb_call, socket_deadline
 from .features import DatabaseFeatures
 from .introspection import DatabaseIntrospection
 from .operations import DatabaseOperations
+
+
+class GuardedCursorMixin:
+    """Each statement: one guarded call, bounded by a client-side deadline."""
+
+    def _execute_with_wrappers(self, sql, params, many, executor):
+        verb = (sql.lstrip().split(None, 1) or ["query"])[0].lower()
+
+        def run():
+            try:
+                with socket_deadline(self.db.connection.fileno(), settings.QUERY_TIMEOUT + 0.5):
+                    return super(GuardedCursorMixin, self)._execute_with_wrappers(
+                        sql, params, many, executor
+                    )
+            except Exception as exc:
+                if is_connection_error(exc):
+                    self.db.close_after_connection_error()
+                raise
+
+        # A statement cannot be retried on its own: its connection is gone.
+        # Whole operations are retried by questdb_call around them.
+        return questdb_call(f"questdb.{verb}", run, retry=False)
+
+
+class GuardedCursorWrapper(GuardedCursorMixin, CursorWrapper):
+    pass
+
+
+class GuardedCursorDebugWrapper(GuardedCursorMixin, PostgresCursorDebugWrapper):
+    pass
 
 
 class DatabaseWrapper(PostgresDatabaseWrapper):
@@ -40,3 +81,29 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
 
     def _savepoint_allowed(self):
         return False
+
+    # --- the guard ------------------------------------------------------------
+
+    def get_new_connection(self, conn_params):
+        parent = super().get_new_connection
+        return questdb_call("questdb.connect", lambda: parent(conn_params))
+
+    def make_cursor(self, cursor):
+        return GuardedCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        return GuardedCursorDebugWrapper(cursor, self)
+
+    def is_usable(self):
+        """CONN_HEALTH_CHECKS' probe: never while the breaker is open, never unbounded."""
+        if self.connection is None or not get_breaker(self.alias).allows_traffic():
+            return False
+        with socket_deadline(self.connection.fileno(), settings.CONNECT_TIMEOUT):
+            return super().is_usable()
+
+    def close_after_connection_error(self):
+        """A broken connection is dropped at once so the next attempt reconnects."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - closing a dead socket may fail; it is gone anyway
+            self.connection = None

@@ -1,0 +1,75 @@
+"""The staff dashboard, served by the admin as the Dashboard entry's page."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+
+from resilience.breaker import get_breaker
+
+from .chart import price_chart
+from .db.router import QUESTDB_ALIAS
+from .models import Dashboard
+from .sections import section
+
+TITLES = {
+    "active-sessions": "Active sessions",
+    "latest-prices": "Latest prices",
+    "positions": "Positions",
+    "price-history": "Recent prices",
+}
+
+
+def describe_age(seconds: float) -> str:
+    """'3 minutes old': the unit staff read at a glance."""
+    seconds = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} old"
+    return f"{seconds} second{'s' if seconds != 1 else ''} old"
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        sections = []
+        for slug, title in TITLES.items():
+            envelope = section(slug).get()
+            sections.append(
+                {
+                    "slug": slug,
+                    "title": title,
+                    "envelope": envelope,
+                    "age": describe_age(envelope.age_seconds) if envelope.cached_at else None,
+                }
+            )
+        by_slug = {s["slug"]: s for s in sections}
+        history = by_slug["price-history"]["envelope"].data or []
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "QuestDB dashboard",
+            "opts": self.model._meta,
+            "sections": [s for s in sections if s["slug"] != "price-history"],
+            "by_slug": by_slug,
+            "chart": price_chart(history),
+            "chart_section": by_slug["price-history"],
+            "breaker": get_breaker(QUESTDB_ALIAS).snapshot(),
+            "degraded": [s for s in sections if s["envelope"].status != "ok"],
+            "refresh_seconds": int(settings.DASHBOARD_REFRESH_INTERVAL),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "questdash/dashboard.html", context)
