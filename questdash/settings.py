@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees a QuestDB failure first when one escapes a view.
+    "resilience.middleware.BreakerMiddleware",
 ]
 
 ROOT_URLCONF = "questdash.urls"
@@ -162,7 +164,10 @@ else:
     }
 
 RESILIENCE = {
+    # Several processes share one breaker through Redis; alone, each keeps its own.
     "STORE": "resilience.stores.CacheStore" if REDIS_URL else "resilience.stores.LocalStore",
+    "CONNECT_TIMEOUT": CONNECT_TIMEOUT,
+    "QUERY_TIMEOUT": QUERY_TIMEOUT,
 }
 
 # --- Auth, i18n, static --------------------------------------------------------

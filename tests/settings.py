@@ -14,7 +14,7 @@ TEST_ENV = {
     "QUESTDB_ILP_PORT": "19009",
     "QUESTDB_PASSWORD": "Zq7-leak-canary-Pw",
     "QUESTDB_HEAP": "384m",
-    "RESILIENCE_CONNECT_TIMEOUT": "1",
+    "RESILIENCE_CONNECT_TIMEOUT": "2",
     "RESILIENCE_QUERY_TIMEOUT": "2",
     "DJANGO_SECRET_KEY": "tests-only-secret-key-not-for-production-0123456789",
 }
@@ -28,3 +28,6 @@ os.environ.setdefault(
 from questdash.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test logins
+
+# A file, not memory: threads and subprocesses in the tests see the same database.
+DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}  # noqa: F405

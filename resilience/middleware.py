@@ -1,0 +1,85 @@
+"""Turn a dependency failure that escapes a view into a degraded response.
+
+Never Django's 500 page: the API gets the JSON envelope with status
+"error", a staff page gets a page with a banner; both 503 with Retry-After.
+Every response says each breaker's state in the X-Circuit-Breaker header.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+
+from .breaker import all_breakers
+from .errors import CircuitOpenError, OperationFailed, describe, is_connection_error, scrub
+from .logs import log_event
+
+logger = logging.getLogger("resilience.middleware")
+
+HEADER = "X-Circuit-Breaker"
+
+
+def is_dependency_failure(exc: BaseException) -> bool:
+    return isinstance(exc, (CircuitOpenError, OperationFailed)) or is_connection_error(exc)
+
+
+def breaker_header() -> str:
+    return ", ".join(f"{b.name}={b.public_state}" for b in all_breakers())
+
+
+def retry_after(exc: BaseException) -> int:
+    next_probe_at = getattr(exc, "next_probe_at", None)
+    if next_probe_at:
+        return max(1, math.ceil(next_probe_at - time.time()))
+    return 5
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get(
+        "Accept", ""
+    )
+
+
+class BreakerMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if header := breaker_header():
+            response[HEADER] = header
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_dependency_failure(exception):
+            return None
+        reason = scrub(describe(exception))
+        log_event(logger, logging.ERROR, "resilience.middleware.degraded_response",
+                  operation=f"{request.method} {request.path}", error=reason,
+                  error_type=type(exception).__name__)  # fmt: skip
+        breakers = {b.name: b.public_state for b in all_breakers()}
+        if wants_json(request):
+            response = JsonResponse(
+                {
+                    "status": "error",
+                    "data": None,
+                    "cached_at": None,
+                    "reason": reason,
+                    "breaker": next(iter(breakers.values()), "closed"),
+                },
+                status=503,
+            )
+        else:
+            response = TemplateResponse(
+                request,
+                "resilience/degraded.html",
+                {"reason": reason, "breakers": breakers, "title": "Service degraded"},
+                status=503,
+            )
+        response["Retry-After"] = str(retry_after(exception))
+        return response
