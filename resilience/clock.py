@@ -1,0 +1,89 @@
+"""Time, injectable, so the state machine is tested without sleeping.
+
+Two readings on purpose: ``time()`` is the wall clock, because a breaker's
+``opened_at`` is shared between processes and hosts and only wall time means
+the same thing on all of them; ``monotonic()`` is for durations that never
+leave this process (mirror refresh intervals, retry deadlines), where a wall
+clock step would do harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time as _time
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def time(self) -> float:
+        """Seconds since the epoch (wall clock, comparable across hosts)."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+
+    async def async_sleep(self, seconds: float) -> None:
+        """Suspend the current task for ``seconds``."""
+
+
+class SystemClock:
+    """The real clock; its methods are the C builtins, bound once (cheap on the hot path)."""
+
+    __slots__ = ()
+
+    time = staticmethod(_time.time)
+    monotonic = staticmethod(_time.monotonic)
+    sleep = staticmethod(_time.sleep)
+
+    async def async_sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+class FakeClock:
+    """A clock that moves only when told to; ``sleep`` advances it instantly.
+
+    Thread-safe, so threads hammering a breaker can share one.
+    """
+
+    __slots__ = ("_lock", "_now", "_origin", "slept")
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._lock = threading.Lock()
+        self._origin = start
+        self._now = start
+        self.slept: list[float] = []  # every sleep asked for, for assertions
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._now - self._origin
+
+    def advance(self, seconds: float) -> float:
+        """Move time forward and return the new wall time."""
+        if seconds < 0:
+            raise ValueError(f"a clock cannot go back ({seconds} s)")
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(max(0.0, seconds))
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(time={self._now:.3f})"

@@ -1,0 +1,265 @@
+"""Errors that always say what failed, and never leak a secret.
+
+The story's logs said ``"error": ""``: ``str(e)`` of an exception without a
+message. Everything here falls back to the type name, names the operation
+("Failed to get_active_sessions: ..."), and scrubs passwords and DSNs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+MAX_ERROR_LENGTH = 500
+
+# scheme://user:password@host -> scheme://***@host (greedy: a password may hold '@').
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s'\"<>]+@")
+# password=..., QUESTDB_PASSWORD: ..., "api_key": "...", PGPASSWORD=... (quoted or not).
+_SECRET_ASSIGNMENT = re.compile(
+    r"""(?P<key>["']?[\w.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key)[\w.\-]*["']?)"""
+    r"""(?P<sep>\s*[=:]\s*)"""
+    r"""(?P<value>"[^"]*"|'[^']*'|[^\s&;,'"]+)""",
+    re.IGNORECASE,
+)
+_REDACTED = "***"
+
+
+def scrub(text: str) -> str:
+    """Remove passwords and DSN credentials from a message."""
+    if not text:
+        return text
+    text = _URL_CREDENTIALS.sub(rf"\1{_REDACTED}@", text)
+    return _SECRET_ASSIGNMENT.sub(rf"\g<key>\g<sep>{_REDACTED}", text)
+
+
+def _message_of(exc: BaseException) -> str:
+    try:
+        return str(exc).strip()
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the real failure
+        return ""
+
+
+def describe(exc: BaseException, *, limit: int = MAX_ERROR_LENGTH, _depth: int = 0) -> str:
+    """A message that is never empty: ``str(exc)``, else the type name (and its cause)."""
+    text = _message_of(exc)
+    if not text:
+        text = type(exc).__name__
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if cause is not None and cause is not exc and _depth < 3:
+            inner = describe(cause, limit=limit, _depth=_depth + 1)
+            label = type(cause).__name__
+            text += f" (caused by {inner})" if inner == label else f" (caused by {label}: {inner})"
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+@cache
+def _connection_error_types() -> tuple[type[BaseException], ...]:
+    """OSError covers ConnectionError, TimeoutError and socket.timeout; drivers add theirs."""
+    types: list[type[BaseException]] = [OSError, TimeoutError]
+    try:
+        from django.db import utils
+
+        types += [utils.OperationalError, utils.InterfaceError]
+    except ImportError:  # pragma: no cover - Django is a dependency
+        pass
+    try:
+        import psycopg
+
+        types += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:  # pragma: no cover - psycopg is optional for the app
+        pass
+    return tuple(types)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the dependency could not be reached (retry it; count it).
+
+    Query errors (ProgrammingError, DataError, IntegrityError, ...) say the
+    server answered: they are never connection errors.
+    """
+    if isinstance(exc, GuardedCallError):
+        return exc.connection_error
+    return isinstance(exc, _connection_error_types())
+
+
+def _iso(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+class GuardedCallError(Exception):
+    """Base class of every failure a guarded call raises: catch this one."""
+
+    operation: str | None
+    error: str
+    error_type: str
+    connection_error: bool = False
+
+    def log_data(self) -> dict[str, Any]:
+        """The ``data`` of the contract's failure log event."""
+        return {"operation": self.operation, "error": self.error, "error_type": self.error_type}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the fields across pickling (Celery results); drop the cause,
+        # which may not pickle and whose text is already in ``error``.
+        state = {k: v for k, v in self.__dict__.items() if k != "cause"}
+        return (_rebuild, (type(self), self.args, state))
+
+
+def _rebuild(cls: type[GuardedCallError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    exc.cause = None
+    return exc
+
+
+class OperationFailed(GuardedCallError):
+    """``Failed to <operation>: <error>``, with the (scrubbed) error and its type."""
+
+    def __init__(
+        self,
+        operation: str,
+        cause: BaseException | None = None,
+        *,
+        error: str | None = None,
+        error_type: str | None = None,
+        breaker: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.operation = operation
+        self.cause = cause
+        self.breaker = breaker
+        self.attempts = attempts
+        if error is None:
+            error = describe(cause) if cause is not None else "unknown error"
+        self.error = scrub(error) or "unknown error"
+        if error_type is None:
+            error_type = type(cause).__name__ if cause is not None else type(self).__name__
+        self.error_type = error_type
+        self.connection_error = cause is not None and is_connection_error(cause)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"Failed to {self.operation}: {self.error}"
+
+
+class CircuitOpenError(OperationFailed):
+    """The breaker rejected the call without trying it.
+
+    Raised on the hot open path, so it keeps its fields in ``args`` (the
+    breaker builds it with ``Exception.__new__``, skipping ``__init__``) and
+    formats its message only when someone reads it.
+    """
+
+    connection_error = False
+    error_type = "CircuitOpenError"
+    operation: str | None = None  # set by the guard that was refused
+    cause = None
+    attempts = 0
+
+    def __init__(
+        self,
+        breaker_name: str,
+        next_probe_at: float | None = None,
+        *,
+        now: float | None = None,
+        reason: str = "open",
+        operation: str | None = None,
+    ) -> None:
+        # Deliberately not OperationFailed.__init__, which formats eagerly.
+        Exception.__init__(self, breaker_name, next_probe_at, now, reason)
+        if operation is not None:
+            self.operation = operation
+
+    @classmethod
+    def fast(
+        cls, breaker_name: str, next_probe_at: float | None, now: float | None, reason: str
+    ) -> CircuitOpenError:
+        """The breaker's constructor: no Python ``__init__`` frame, no attribute writes."""
+        return Exception.__new__(cls, breaker_name, next_probe_at, now, reason)
+
+    @property
+    def breaker_name(self) -> str:
+        return self.args[0]
+
+    @property
+    def breaker(self) -> str:  # type: ignore[override]
+        return self.args[0]
+
+    @property
+    def next_probe_at(self) -> float | None:
+        """Wall time (epoch seconds) when a probe is due; None when forced open."""
+        return self.args[1] if len(self.args) > 1 else None
+
+    @property
+    def now(self) -> float | None:
+        return self.args[2] if len(self.args) > 2 else None
+
+    @property
+    def reason(self) -> str:
+        """ "open", "half_open" (this window's probes are taken) or "forced_open"."""
+        return self.args[3] if len(self.args) > 3 else "open"
+
+    @property
+    def retry_after(self) -> int | None:
+        """Whole seconds until the next probe is due (for a Retry-After header); None if forced."""
+        if self.next_probe_at is None:
+            return None
+        now = self.now if self.now is not None else time.time()
+        return max(1, math.ceil(self.next_probe_at - now))
+
+    @property
+    def error(self) -> str:  # type: ignore[override]
+        name = self.breaker_name
+        if self.reason == "forced_open":
+            return f"circuit breaker {name!r} is forced open; calls resume when it is reset"
+        when = "unknown" if self.next_probe_at is None else _iso(self.next_probe_at)
+        state = "half-open and its probes are taken" if self.reason == "half_open" else "open"
+        due = f"next probe due at {when}"
+        if self.retry_after is not None:
+            due += f" (in {self.retry_after} s)"
+        return f"circuit breaker {name!r} is {state}; {due}"
+
+    def __str__(self) -> str:
+        if self.operation is None:
+            text = self.error
+            return text[0].upper() + text[1:]
+        return f"Failed to {self.operation}: {self.error}"
+
+
+class DeadlineExceeded(OperationFailed):
+    """The call's time budget ran out (waits, connect and query timeouts included)."""
+
+    def __init__(
+        self,
+        operation: str,
+        budget: float,
+        *,
+        attempts: int = 0,
+        cause: BaseException | None = None,
+        breaker: str | None = None,
+    ) -> None:
+        self.budget = budget
+        tried = f"after {attempts} attempt{'s' * (attempts != 1)}" if attempts else "before trying"
+        error = f"deadline of {budget:g} s exceeded {tried}"
+        if cause is not None:
+            error += f" (last error: {type(cause).__name__}: {describe(cause)})"
+        super().__init__(
+            operation,
+            cause,
+            error=error,
+            error_type="DeadlineExceeded",
+            breaker=breaker,
+            attempts=attempts,
+        )
+        self.connection_error = True

@@ -1,0 +1,257 @@
+"""One guarded call: breaker, then retry, inside a deadline, with errors that say what failed.
+
+    rows = guarded("get_active_sessions", load_sessions)            # sync
+    rows = await guarded_async("get_active_sessions", load_async)   # async
+
+    @Guard("get_latest_prices")
+    def latest_prices(): ...
+
+A guarded call takes one permit from the breaker and reports one outcome,
+however many attempts the retry policy made. It raises ``CircuitOpenError``
+when the breaker refuses, ``DeadlineExceeded`` when the budget ran out,
+and ``OperationFailed`` ("Failed to <operation>: <error>") for anything
+else, each logged once in the contract's JSON shape (traceback at DEBUG).
+A guard for a breaker already guarding this call (nested) just runs the
+function: the outer guard retries and counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar
+
+from .breaker import CircuitBreaker, Permit
+from .clock import Clock
+from .conf import breaker_config
+from .deadline import (
+    Deadline,
+    activate,
+    current_deadline,
+    current_timeouts,
+    deactivate,
+    remaining_budget,
+)
+from .errors import CircuitOpenError, GuardedCallError, OperationFailed
+from .logs import log_failure
+from .registry import DEFAULT_BREAKER, get_breaker
+from .retry import RetryPolicy, run_with_retry, run_with_retry_async
+
+__all__ = [
+    "Guard",
+    "current_deadline",
+    "current_timeouts",
+    "guarded",
+    "guarded_async",
+    "remaining_budget",
+]
+
+logger = logging.getLogger("resilience.guard")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_guarding: ContextVar[frozenset[str]] = ContextVar("resilience_guarding", default=frozenset())
+
+
+class Guard:
+    """A named operation protected by a breaker, a retry policy and a deadline."""
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        breaker: CircuitBreaker | str = DEFAULT_BREAKER,
+        retry: RetryPolicy | bool = True,
+        deadline: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.operation = operation
+        self._breaker = breaker
+        self._retry = retry
+        self._deadline = deadline
+        self._clock = clock
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        # Looked up per call, so a settings change (a new registry) is seen.
+        if isinstance(self._breaker, CircuitBreaker):
+            return self._breaker
+        return get_breaker(self._breaker)
+
+    def _plan(self, breaker: CircuitBreaker) -> tuple[RetryPolicy, Deadline, Clock]:
+        config = breaker_config(breaker.name)
+        if isinstance(self._retry, RetryPolicy):
+            policy = self._retry
+        else:
+            policy = RetryPolicy.from_config(config)
+            if not self._retry:
+                policy = policy.without_retries()
+        clock = self._clock or breaker.clock
+        budget = float(config["CALL_DEADLINE"] if self._deadline is None else self._deadline)
+        return policy, Deadline.within(budget, clock=clock), clock
+
+    # --- sync ---------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn(*args, **kwargs)`` as this operation."""
+        breaker = self.breaker
+        active = _guarding.get()
+        if breaker.name in active:
+            return fn(*args, **kwargs)
+        policy, deadline, clock = self._plan(breaker)
+        permit = self._acquire(breaker)
+        tokens = _enter(deadline, active | {breaker.name})
+        try:
+            result, _ = run_with_retry(
+                functools.partial(fn, *args, **kwargs),
+                operation=self.operation,
+                policy=policy,
+                deadline=deadline,
+                breaker=breaker,
+                permit=permit,
+                clock=clock,
+            )
+        except BaseException as exc:
+            raise self._failed(breaker, permit, exc) from exc
+        finally:
+            _leave(tokens)
+        breaker.record_success(permit)
+        return result
+
+    # --- async --------------------------------------------------------------------
+
+    async def call_async(
+        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``fn(*args, **kwargs)`` as this operation."""
+        breaker = self.breaker
+        active = _guarding.get()
+        if breaker.name in active:
+            return await fn(*args, **kwargs)
+        policy, deadline, clock = self._plan(breaker)
+        permit = self._acquire(breaker)
+        tokens = _enter(deadline, active | {breaker.name})
+        try:
+            result, _ = await run_with_retry_async(
+                functools.partial(fn, *args, **kwargs),
+                operation=self.operation,
+                policy=policy,
+                deadline=deadline,
+                breaker=breaker,
+                permit=permit,
+                clock=clock,
+            )
+        except BaseException as exc:
+            raise self._failed(breaker, permit, exc) from exc
+        finally:
+            _leave(tokens)
+        breaker.record_success(permit)
+        return result
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function or coroutine function."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.call_async(fn, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    # --- outcomes -----------------------------------------------------------------
+
+    def _event(self, breaker: CircuitBreaker) -> str:
+        if self.operation.startswith(f"{breaker.name}."):
+            return f"{self.operation}_failed"
+        return f"{breaker.name}.{self.operation}_failed"
+
+    def _acquire(self, breaker: CircuitBreaker) -> Permit:
+        try:
+            return breaker.acquire()
+        except CircuitOpenError as exc:
+            exc.operation = self.operation
+            log_failure(
+                logger,
+                self._event(breaker),
+                exc,
+                operation=self.operation,
+                level=logging.WARNING,
+                breaker=breaker.name,
+                breaker_state=breaker.public_state,
+                next_probe_at=exc.next_probe_at,
+                traceback=False,
+            )
+            raise
+
+    def _failed(self, breaker: CircuitBreaker, permit: Permit, exc: BaseException) -> BaseException:
+        """Report the outcome once, log it, and say what failed."""
+        breaker.record_failure(exc, permit)
+        if not isinstance(exc, Exception):
+            return exc  # cancelled or interrupted: not a failure to describe
+        if isinstance(exc, GuardedCallError) and exc.operation == self.operation:
+            failure: GuardedCallError = exc
+        elif isinstance(exc, GuardedCallError):
+            failure = OperationFailed(
+                self.operation,
+                exc,
+                error=exc.error,
+                error_type=exc.error_type,
+                breaker=breaker.name,
+            )
+        else:
+            failure = OperationFailed(self.operation, exc, breaker=breaker.name)
+        log_failure(
+            logger,
+            self._event(breaker),
+            failure,
+            operation=self.operation,
+            breaker=breaker.name,
+            breaker_state=breaker.public_state,
+            attempts=getattr(failure, "attempts", None),
+        )
+        return failure
+
+
+def _enter(deadline: Deadline, active: frozenset[str]) -> tuple[Any, Any]:
+    return activate(deadline), _guarding.set(active)
+
+
+def _leave(tokens: tuple[Any, Any]) -> None:
+    deactivate(tokens[0])
+    _guarding.reset(tokens[1])
+
+
+def guarded(
+    operation: str,
+    fn: Callable[[], R],
+    *,
+    breaker_name: str = DEFAULT_BREAKER,
+    retry: RetryPolicy | bool = True,
+    deadline: float | None = None,
+) -> R:
+    """Run ``fn()`` as one guarded call of ``operation`` on breaker ``breaker_name``."""
+    return Guard(operation, breaker=breaker_name, retry=retry, deadline=deadline).call(fn)
+
+
+async def guarded_async(
+    operation: str,
+    fn: Callable[[], Awaitable[R]],
+    *,
+    breaker_name: str = DEFAULT_BREAKER,
+    retry: RetryPolicy | bool = True,
+    deadline: float | None = None,
+) -> R:
+    """The async twin of ``guarded``."""
+    return await Guard(operation, breaker=breaker_name, retry=retry, deadline=deadline).call_async(
+        fn
+    )

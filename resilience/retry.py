@@ -1,0 +1,231 @@
+"""Retry on tenacity: connection errors only, each attempt logged, inside a deadline.
+
+Rules, in the order they are checked after a failed attempt:
+1. only errors the policy retries (connection errors by default) are retried;
+2. a half-open probe is never retried (its one try is the probe), and no
+   retry happens once the breaker has left CLOSED (another call opened it);
+3. at most ``attempts`` attempts;
+4. no attempt starts after the deadline: the wait is cut to the budget left,
+   and if what is left after the wait is too little for an attempt, the
+   policy gives up now (``DeadlineExceeded``) instead of sleeping in vain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying
+
+from .breaker import Probe
+from .clock import SYSTEM_CLOCK, Clock
+from .deadline import Deadline
+from .errors import DeadlineExceeded, is_connection_error
+from .logs import failure_data, log_event
+from .signals import retry_attempted
+from .state import State
+
+if TYPE_CHECKING:
+    from .breaker import CircuitBreaker, Permit
+
+logger = logging.getLogger("resilience.retry")
+
+R = TypeVar("R")
+
+# An attempt needs at least this much budget to be worth starting.
+MIN_ATTEMPT_BUDGET = 0.01
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts, how long between them, and which errors deserve another try."""
+
+    attempts: int = 3
+    waits: tuple[float, ...] = (0.1, 0.5, 1.0)
+    jitter: float = 0.0  # up to this many seconds added at random to each wait
+    retry_on: Callable[[BaseException], bool] = is_connection_error
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
+        return cls(
+            attempts=int(config["RETRY_ATTEMPTS"]),
+            waits=tuple(float(w) for w in config["RETRY_WAITS"]) or (0.0,),
+            jitter=float(config["RETRY_JITTER"]),
+        )
+
+    def without_retries(self) -> RetryPolicy:
+        return RetryPolicy(attempts=1, waits=self.waits, jitter=0.0, retry_on=self.retry_on)
+
+    def wait_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (2, 3, ...); the last wait repeats."""
+        base = self.waits[min(attempt - 2, len(self.waits) - 1)] if self.waits else 0.0
+        return base + (random.uniform(0.0, self.jitter) if self.jitter > 0 else 0.0)
+
+
+class _Run:
+    """The tenacity strategies for one guarded call, and what they observed."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        deadline: Deadline,
+        operation: str,
+        breaker: CircuitBreaker | None,
+        permit: Permit | None,
+    ) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.operation = operation
+        self.breaker = breaker
+        self.is_probe = isinstance(permit, Probe)
+        self.attempts = 0
+        self.out_of_time = False
+        self.last_error: BaseException | None = None
+
+    def retry(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        exc = outcome.exception()
+        if isinstance(exc, DeadlineExceeded) or not self.policy.retry_on(exc):
+            return False
+        if self.is_probe:
+            return False
+        return self.breaker is None or self.breaker.state is State.CLOSED
+
+    def wait(self, state: RetryCallState) -> float:
+        return min(self.policy.wait_before(state.attempt_number + 1), self.deadline.remaining())
+
+    def stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.policy.attempts:
+            return True
+        if self.deadline.remaining() - state.upcoming_sleep < MIN_ATTEMPT_BUDGET:
+            self.out_of_time = True
+            return True
+        return False
+
+    def before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        self.last_error = exc
+        name = self.breaker.name if self.breaker is not None else None
+        if self.breaker is not None:
+            self.breaker.note_retry()
+        log_event(
+            logger,
+            logging.WARNING,
+            "resilience.retry",
+            **failure_data(exc, self.operation) if exc is not None else {},
+            breaker=name,
+            attempt=state.attempt_number,
+            max_attempts=self.policy.attempts,
+            wait=round(state.upcoming_sleep, 3),
+            remaining_budget=round(self.deadline.remaining(), 3),
+        )
+        if retry_attempted.receivers:
+            retry_attempted.send(
+                sender=self.breaker,
+                name=name,
+                operation=self.operation,
+                attempt=state.attempt_number,
+                wait=state.upcoming_sleep,
+                exception=exc,
+            )
+
+    def start_attempt(self) -> None:
+        if self.attempts:
+            # Checked again after the wait: the breaker may have opened meanwhile.
+            if self.breaker is not None and self.breaker.state is not State.CLOSED:
+                raise self.last_error or DeadlineExceeded(self.operation, self.deadline.budget)
+            if self.deadline.expired():
+                raise DeadlineExceeded(self.operation, self.deadline.budget, attempts=self.attempts)
+        elif self.deadline.remaining() <= 0:
+            raise DeadlineExceeded(self.operation, self.deadline.budget)
+        self.attempts += 1
+
+    def give_up(self, exc: BaseException) -> BaseException:
+        """What to raise after the last attempt: the error, or DeadlineExceeded wrapping it."""
+        if self.out_of_time and not isinstance(exc, DeadlineExceeded):
+            name = self.breaker.name if self.breaker is not None else None
+            return DeadlineExceeded(
+                self.operation,
+                self.deadline.budget,
+                attempts=self.attempts,
+                cause=exc,
+                breaker=name,
+            )
+        return exc
+
+    def strategies(self) -> dict[str, Any]:
+        return {
+            "stop": self.stop,
+            "wait": self.wait,
+            "retry": self.retry,
+            "before_sleep": self.before_sleep,
+            "reraise": True,
+        }
+
+
+def run_with_retry(
+    fn: Callable[[], R],
+    *,
+    operation: str,
+    policy: RetryPolicy,
+    deadline: Deadline,
+    breaker: CircuitBreaker | None = None,
+    permit: Permit | None = None,
+    clock: Clock | None = None,
+) -> tuple[R, int]:
+    """Call ``fn`` under the policy; returns (result, attempts)."""
+    run = _Run(policy, deadline, operation, breaker, permit)
+    sleep = (clock or SYSTEM_CLOCK).sleep
+
+    def attempt() -> R:
+        run.start_attempt()
+        return fn()
+
+    try:
+        return Retrying(sleep=sleep, **run.strategies())(attempt), run.attempts
+    except Exception as exc:
+        failure = run.give_up(exc)
+        if failure is exc:
+            raise
+        raise failure from exc
+
+
+async def run_with_retry_async(
+    fn: Callable[[], Awaitable[R]],
+    *,
+    operation: str,
+    policy: RetryPolicy,
+    deadline: Deadline,
+    breaker: CircuitBreaker | None = None,
+    permit: Permit | None = None,
+    clock: Clock | None = None,
+) -> tuple[R, int]:
+    """The async twin; each attempt is also cut off when the budget runs out."""
+    run = _Run(policy, deadline, operation, breaker, permit)
+    sleep = (clock or SYSTEM_CLOCK).async_sleep
+
+    async def attempt() -> R:
+        run.start_attempt()
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                return await fn()
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise DeadlineExceeded(
+                    operation, deadline.budget, attempts=run.attempts, cause=exc
+                ) from exc
+            raise
+
+    try:
+        return await AsyncRetrying(sleep=sleep, **run.strategies())(attempt), run.attempts
+    except Exception as exc:
+        failure = run.give_up(exc)
+        if failure is exc:
+            raise
+        raise failure from exc
