@@ -1,0 +1,84 @@
+"""Fixtures for the resilience tests: a fake clock, breakers on it, JSON log capture."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from resilience.breaker import CircuitBreaker
+from resilience.clock import FakeClock
+from resilience.conf import get_config
+from resilience.registry import reset_registry
+from resilience.stores import LocalStore
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry() -> Iterator[None]:
+    reset_registry()
+    get_config.cache_clear()
+    yield
+    reset_registry()
+    get_config.cache_clear()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_breaker(clock: FakeClock) -> Callable[..., CircuitBreaker]:
+    """A breaker on the fake clock with small numbers: threshold 3, recovery 10 s."""
+
+    def make(name: str = "db", **kwargs: Any) -> CircuitBreaker:
+        kwargs.setdefault("failure_threshold", 3)
+        kwargs.setdefault("recovery_timeout", 10.0)
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("store", LocalStore(clock=clock))
+        return CircuitBreaker(name, **kwargs)
+
+    return make
+
+
+class Events:
+    """The JSON events logged under ``resilience``, parsed from the messages."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self._caplog = caplog
+
+    @property
+    def records(self) -> list[logging.LogRecord]:
+        return [r for r in self._caplog.records if r.name.startswith("resilience")]
+
+    def of(self, event_type: str) -> list[dict[str, Any]]:
+        found = []
+        for record in self.records:
+            payload = json.loads(record.getMessage())
+            assert set(payload) == {"event_type", "data"}, payload
+            if payload["event_type"] == event_type:
+                found.append(payload["data"])
+        return found
+
+    def types(self) -> list[str]:
+        return [json.loads(r.getMessage())["event_type"] for r in self.records]
+
+
+@pytest.fixture
+def events(caplog: pytest.LogCaptureFixture) -> Events:
+    caplog.set_level(logging.DEBUG, logger="resilience")
+    return Events(caplog)
+
+
+def connection_refused() -> ConnectionRefusedError:
+    return ConnectionRefusedError(111, "Connection refused")
+
+
+def fail(exc: BaseException | None = None) -> Callable[[], Any]:
+    def call() -> Any:
+        raise exc if exc is not None else connection_refused()
+
+    return call
