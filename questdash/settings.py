@@ -170,6 +170,43 @@ RESILIENCE = {
     "QUERY_TIMEOUT": QUERY_TIMEOUT,
 }
 
+# Celery (questdash/celery.py): Redis when REDIS_URL is set, else kombu's
+# filesystem transport under var/, so the demo runs without Redis.
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+if not REDIS_URL:
+    _CELERY_DIR = VAR_DIR / "celery"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_CELERY_DIR / "queue"),
+        "data_folder_out": str(_CELERY_DIR / "queue"),
+        "control_folder": str(_CELERY_DIR / "control"),
+        "store_processed": False,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True  # the results are the cached copies, not task results
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a lagging worker does not hoard refreshes
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the JSON log lines of LOGGING
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "refresh-dashboard": {
+        "task": "questdash.tasks.refresh_dashboard",
+        "schedule": DASHBOARD_REFRESH_INTERVAL,
+        # A refresh not started within one interval is dropped, not queued up.
+        "options": {"expires": DASHBOARD_REFRESH_INTERVAL},
+    },
+}
+
+# --- Health checks and metrics (/ht/, /ht/live/, /metrics) ---------------------
+# /ht/ fails when the beat's last run, or a section's last good copy, is older.
+HEALTH_HEARTBEAT_MAX_AGE = float(
+    os.environ.get("HEALTH_HEARTBEAT_MAX_AGE", 3 * DASHBOARD_REFRESH_INTERVAL + 15)
+)
+HEALTH_FRESHNESS_MAX_AGE = float(
+    os.environ.get("HEALTH_FRESHNESS_MAX_AGE", 4 * DASHBOARD_REFRESH_INTERVAL + 30)
+)
+# The QuestDB check answers within this many seconds, even when QuestDB hangs.
+HEALTH_QUESTDB_TIMEOUT = float(os.environ.get("HEALTH_QUESTDB_TIMEOUT", "0.8"))
+
 # --- Auth, i18n, static --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -194,5 +231,7 @@ LOGGING = {
     "loggers": {
         "resilience": {"level": LOG_LEVEL},
         "questdash": {"level": LOG_LEVEL},
+        # A failing check is in the /ht/ answer; its traceback adds nothing.
+        "health_check": {"level": "ERROR"},
     },
 }

@@ -1,0 +1,291 @@
+"""Prometheus metrics for breakers, retries, fallbacks and queries (prometheus-client).
+
+Two kinds of figures, fed two ways:
+
+- Events, counted where they happen (every process counts its own):
+  breaker transitions, calls by outcome, retry attempts (from the Django
+  signals of ``resilience.signals``), fallback serves (from the
+  ``resilience.fallback`` log events) and query latency (a Django
+  execute wrapper on the watched database aliases).
+- State, read at scrape time by ``StateCollector``: each breaker's state and
+  consecutive failures (``breaker.snapshot()``, i.e. its store) and the age
+  of each last-known-good copy (the cache). Breaker state shared through a
+  ``CacheStore`` and copies in a shared cache read the same from any
+  process, so whichever worker answers the scrape tells the truth.
+
+Several worker processes: when ``PROMETHEUS_MULTIPROC_DIR`` is set (before
+the processes start, and emptied at each deployment start), counters and
+the histogram go to per-process files there and ``/metrics`` adds them up
+across every process writing to that directory (web workers and Celery
+workers alike), prometheus_client's multiprocess mode. Without it, a plain
+registry reports the answering process alone: right for one process.
+
+``install()`` connects everything once per process; call it from an
+``AppConfig.ready()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.cache import caches
+from django.db.backends.signals import connection_created
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import signals
+from .breaker import all_breakers
+from .fallback import KEY_PREFIX as FALLBACK_KEY_PREFIX
+from .logs import log_event
+
+logger = logging.getLogger("resilience.metrics")
+
+STATES = ("closed", "open", "half_open")
+
+TRANSITIONS = Counter(
+    "resilience_breaker_transitions",
+    "Breaker state changes made by this process (changes seen in a shared store are not counted"
+    " again).",
+    ["breaker", "from_state", "to_state"],
+)
+CALLS = Counter(
+    "resilience_breaker_calls",
+    "Calls through a breaker by outcome: success, failure (counted against it), rejected (open).",
+    ["breaker", "outcome"],
+)
+RETRIES = Counter(
+    "resilience_retry_attempts",
+    "Retries of a guarded operation after a connection error (the first attempt not counted).",
+    ["breaker", "operation"],
+)
+FALLBACK_SERVED = Counter(
+    "resilience_fallback_served",
+    "Answers given without fresh data: degraded (the last good copy) or error (no copy).",
+    ["query", "status"],
+)
+QUERY_LATENCY = Histogram(
+    "resilience_query_duration_seconds",
+    "Duration of each SQL statement on a watched database alias, by outcome.",
+    ["database", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def multiprocess_dir() -> str | None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
+
+
+# --- state read at scrape time --------------------------------------------------------------
+
+
+class StateCollector:
+    """Breaker states and copy ages, read when Prometheus scrapes (never cached)."""
+
+    def __init__(self, fallbacks: Callable[[], Iterable[str]] | Iterable[str] = ()) -> None:
+        self.fallbacks = fallbacks
+        self.cache_alias = "default"
+
+    def fallback_names(self) -> list[str]:
+        names = self.fallbacks() if callable(self.fallbacks) else self.fallbacks
+        return list(names)
+
+    def describe(self) -> list:
+        return []  # dynamic: nothing to check at registration time
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        state = GaugeMetricFamily(
+            "resilience_breaker_state",
+            "1 for the breaker's current state (closed, open, half_open), 0 for the others.",
+            labels=["breaker", "state"],
+        )
+        forced = GaugeMetricFamily(
+            "resilience_breaker_forced", "1 when an operator forced the breaker's state.",
+            labels=["breaker"],
+        )  # fmt: skip
+        failures = GaugeMetricFamily(
+            "resilience_breaker_consecutive_failures",
+            "Consecutive failures counted towards opening the breaker.",
+            labels=["breaker"],
+        )
+        next_probe = GaugeMetricFamily(
+            "resilience_breaker_next_probe_timestamp_seconds",
+            "When an open breaker lets its next probe through (absent when closed).",
+            labels=["breaker"],
+        )
+        for breaker in all_breakers():
+            try:
+                snap = breaker.snapshot()
+            except Exception as exc:  # noqa: BLE001 - one broken store must not hide the rest
+                self._scrape_error("breaker", breaker.name, exc)
+                continue
+            for name in STATES:
+                state.add_metric([snap.name, name], 1.0 if snap.public_state == name else 0.0)
+            forced.add_metric([snap.name], 1.0 if snap.forced else 0.0)
+            failures.add_metric([snap.name], float(snap.failure_count))
+            if snap.next_probe_at is not None:
+                next_probe.add_metric([snap.name], float(snap.next_probe_at))
+        yield from (state, forced, failures, next_probe)
+
+        age = GaugeMetricFamily(
+            "resilience_fallback_age_seconds",
+            "Age of the last-known-good copy of each query (absent when none exists yet).",
+            labels=["query"],
+        )
+        for name in self.fallback_names():
+            try:
+                stored = caches[self.cache_alias].get(FALLBACK_KEY_PREFIX + name)
+            except Exception as exc:  # noqa: BLE001 - a dead cache leaves the ages out
+                self._scrape_error("fallback", name, exc)
+                break
+            cached_at = stored.get("cached_at") if isinstance(stored, dict) else None
+            if cached_at is not None:
+                age.add_metric([name], max(0.0, time.time() - cached_at.timestamp()))
+        yield age
+
+    @staticmethod
+    def _scrape_error(kind: str, name: str, exc: Exception) -> None:
+        log_event(logger, logging.WARNING, "resilience.metrics.scrape_error",
+                  kind=kind, name=name, error=str(exc) or type(exc).__name__,
+                  error_type=type(exc).__name__)  # fmt: skip
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+def _on_state_changed(sender: Any, name: str, old: Any, new: Any, **kwargs: Any) -> None:
+    transition = kwargs.get("transition")
+    if transition is not None and getattr(transition, "observed", False):
+        return  # the process that made it counted it
+    TRANSITIONS.labels(name, str(old), str(new)).inc()
+
+
+def _on_call_succeeded(sender: Any, name: str, **kwargs: Any) -> None:
+    CALLS.labels(name, "success").inc()
+
+
+def _on_call_failed(sender: Any, name: str, **kwargs: Any) -> None:
+    CALLS.labels(name, "failure").inc()
+
+
+def _on_call_rejected(sender: Any, name: str, **kwargs: Any) -> None:
+    CALLS.labels(name, "rejected").inc()
+
+
+def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: Any) -> None:
+    RETRIES.labels(name, operation or "unknown").inc()
+
+
+FALLBACK_EVENTS = {"resilience.fallback.served": "degraded", "resilience.fallback.no_copy": "error"}
+
+
+class FallbackEventHandler(logging.Handler):
+    """Counts the fallback's own log events (it has no signals): one per answer not fresh."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = FALLBACK_EVENTS.get(getattr(record, "event_type", ""))
+        data = getattr(record, "data", None)
+        if status and isinstance(data, dict):
+            FALLBACK_SERVED.labels(str(data.get("query", "unknown")), status).inc()
+
+
+def _timer(alias: str) -> Callable[..., Any]:
+    def execute_wrapper(execute, sql, params, many, context):  # Django's signature
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = execute(sql, params, many, context)
+            outcome = "ok"
+            return result
+        finally:
+            QUERY_LATENCY.labels(alias, outcome).observe(time.perf_counter() - started)
+
+    execute_wrapper.resilience_timer = True  # type: ignore[attr-defined]
+    return execute_wrapper
+
+
+_timed_aliases: set[str] = set()
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.alias not in _timed_aliases:
+        return
+    if not any(getattr(w, "resilience_timer", False) for w in connection.execute_wrappers):
+        connection.execute_wrappers.append(_timer(connection.alias))
+
+
+_installed = threading.Lock()
+_state: dict[str, Any] = {"done": False}
+
+
+def install(*, time_databases: Iterable[str] = ()) -> None:
+    """Connect the event feeds (idempotent); time statements on ``time_databases`` aliases."""
+    _timed_aliases.update(time_databases)
+    with _installed:
+        if _state["done"]:
+            return
+        _state["done"] = True
+    uid = "resilience.metrics"
+    signals.state_changed.connect(_on_state_changed, dispatch_uid=f"{uid}.state")
+    signals.call_succeeded.connect(_on_call_succeeded, dispatch_uid=f"{uid}.success")
+    signals.call_failed.connect(_on_call_failed, dispatch_uid=f"{uid}.failure")
+    signals.call_rejected.connect(_on_call_rejected, dispatch_uid=f"{uid}.rejected")
+    signals.retry_attempted.connect(_on_retry, dispatch_uid=f"{uid}.retry")
+    connection_created.connect(_on_connection_created, dispatch_uid=f"{uid}.timer")
+    logging.getLogger("resilience.fallback").addHandler(FallbackEventHandler())
+
+
+# --- exposition ---------------------------------------------------------------------------
+
+
+def scrape_registry(collector: StateCollector) -> CollectorRegistry:
+    """What one scrape exposes: every process's files in multiprocess mode, else this one's."""
+    registry = CollectorRegistry(auto_describe=False)
+    if path := multiprocess_dir():
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(_DefaultRegistry())
+    registry.register(collector)
+    return registry
+
+
+class _DefaultRegistry:
+    """prometheus_client's process-wide registry (our counters, process and GC figures)."""
+
+    def collect(self) -> Iterable[Any]:
+        return REGISTRY.collect()
+
+    def describe(self) -> list:
+        return []
+
+
+class MetricsView(View):
+    """``GET /metrics``: the Prometheus text format.
+
+    ``fallbacks``: the names of the ``CachedFallback`` queries whose copy
+    ages to report (an iterable or a callable returning one).
+    """
+
+    fallbacks: Callable[[], Iterable[str]] | Iterable[str] = ()
+    http_method_names = ["get", "head", "options"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        registry = scrape_registry(StateCollector(self.fallbacks))
+        response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,65 @@
+"""Network faults for the operations tests: a real Toxiproxy in front of the real QuestDB.
+
+The root conftest.py starts QuestDB and Redis; here Toxiproxy (once per
+session) and, per test, a proxy to QuestDB that the "questdb" alias is
+pointed at, so a test can blackhole QuestDB without touching the server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from conftest import free_port
+
+from .toxiproxy import Proxy, Toxiproxy
+
+
+@pytest.fixture(scope="session")
+def toxiproxy() -> Iterator[Toxiproxy]:
+    server = Toxiproxy(port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def questdb_proxy(toxiproxy: Toxiproxy, questdb_server) -> Iterator[Proxy]:
+    """A proxy to the test QuestDB; the test decides who connects through it."""
+    proxy = toxiproxy.proxy(
+        "questdb", free_port(), f"{settings.QUESTDB_HOST}:{settings.QUESTDB_PORT}"
+    )
+    yield proxy
+    proxy.delete()
+
+
+@pytest.fixture
+def questdb_via_proxy(questdb_proxy: Proxy) -> Iterator[Proxy]:
+    """This process's "questdb" alias goes through the proxy (every thread, new connections)."""
+    alias = connections.settings["questdb"]
+    original = alias["PORT"]
+    connections["questdb"].close()
+    alias["PORT"] = questdb_proxy.port
+    yield questdb_proxy
+    questdb_proxy.heal()
+    connections["questdb"].close()
+    alias["PORT"] = original
+
+
+@pytest.fixture
+def connect_attempts(monkeypatch) -> list[float]:
+    """Counts real connection attempts to QuestDB (each still goes to the network)."""
+    attempts: list[float] = []
+    real_connect = psycopg.connect
+
+    def counting_connect(*args, **kwargs):
+        attempts.append(time.monotonic())
+        return real_connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", counting_connect)
+    return attempts
