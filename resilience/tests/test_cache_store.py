@@ -1,0 +1,297 @@
+"""CacheStore in one process: several stores on one cache stand for several processes.
+
+The cache is Django's local-memory cache behind a wrapper that counts
+operations and can be made to fail like a Redis that went away. The real
+multi-process tests against redis-server are in test_redis_processes.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import pytest
+from django.core.cache.backends.locmem import LocMemCache
+
+from resilience.breaker import CircuitBreaker, Probe, State
+from resilience.clock import FakeClock
+from resilience.errors import CircuitOpenError
+from resilience.stores import CacheStore
+
+from .conftest import connection_refused, fail
+
+_names = itertools.count()
+
+
+class FlakyCache:
+    """A real cache that counts calls and raises ConnectionError while ``down``."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+        self.down = False
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._cache, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if self.down:
+                raise ConnectionError("Error 111 connecting to redis://:s3cret@127.0.0.1:6399")
+            return target(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def shared() -> LocMemCache:
+    cache = LocMemCache(f"resilience-test-{next(_names)}", {"TIMEOUT": None})
+    cache.clear()
+    return cache
+
+
+@pytest.fixture
+def process(shared, clock):
+    """Make one 'process': its own CacheStore (mirror, outage state) over the shared cache."""
+
+    def make(*, name: str = "questdb", clock: FakeClock = clock, **kwargs: Any) -> CircuitBreaker:
+        handle = FlakyCache(shared)
+        store = CacheStore(cache=handle, clock=clock, sync_interval=0.5, outage_retry_interval=1.0)
+        kwargs.setdefault("failure_threshold", 3)
+        kwargs.setdefault("recovery_timeout", 10.0)
+        return CircuitBreaker(name, store=store, clock=clock, **kwargs)
+
+    return make
+
+
+def handle(breaker: CircuitBreaker) -> FlakyCache:
+    """The process's own handle on the shared cache (to count calls, or break it)."""
+    return breaker.store._cache_override
+
+
+def trip(breaker: CircuitBreaker, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(ConnectionRefusedError):
+            breaker.call(fail())
+
+
+def test_failures_add_up_across_processes(process):
+    a, b = process(), process()
+    trip(a, 2)
+    trip(b, 1)
+    assert b.state is State.OPEN
+    assert a.snapshot().failure_count in (0, 2)  # a has not refreshed yet, or sees the new epoch
+
+
+def test_other_processes_converge_within_one_sync_interval(process, clock):
+    a, b = process(), process()
+    assert b.call(lambda: "warm") == "warm"
+    trip(a, 3)
+    assert b.call(lambda: "stale but allowed") == "stale but allowed"
+    clock.advance(0.5)
+    with pytest.raises(CircuitOpenError):
+        b.call(lambda: None)
+    transition = b.snapshot().transitions[-1]
+    assert (transition.to_state, transition.observed) == ("open", True)
+    assert "seen in the shared store" in transition.reason
+
+
+def test_closed_path_does_not_touch_the_cache_between_refreshes(process, clock):
+    breaker = process()
+    breaker.call(lambda: None)
+    handle(breaker).calls.clear()
+    for _ in range(1000):
+        breaker.call(lambda: None)
+    assert handle(breaker).calls == []
+    clock.advance(0.5)
+    breaker.call(lambda: None)
+    assert handle(breaker).calls == ["get_many"]  # one round trip per interval
+
+
+def test_a_starting_process_never_resets_shared_state(process, shared):
+    a = process()
+    trip(a, 3)
+    before = dict(shared._cache)
+    late = process()
+    assert late.state is State.OPEN
+    with pytest.raises(CircuitOpenError):
+        late.call(lambda: None)
+    assert dict(shared._cache) == before  # it only read
+
+
+def test_partial_failure_count_survives_a_new_process(process):
+    trip(process(), 2)
+    newcomer = process()
+    assert newcomer.snapshot().failure_count == 2
+    trip(newcomer, 1)
+    assert newcomer.state is State.OPEN
+
+
+def test_one_probe_per_window_across_processes(process, clock):
+    fleet = [process() for _ in range(4)]
+    trip(fleet[0], 3)
+    clock.advance(10)
+    granted = []
+    for breaker in fleet * 2:
+        try:
+            granted.append(breaker.acquire())
+        except CircuitOpenError as exc:
+            assert exc.reason == "half_open"
+    assert len(granted) == 1 and isinstance(granted[0], Probe)
+    clock.advance(10)  # the probe hung: the next window allows one more
+    more = []
+    for breaker in fleet:
+        try:
+            more.append(breaker.acquire())
+        except CircuitOpenError:
+            pass
+    assert len(more) == 1
+
+
+def test_half_open_max_calls_is_a_fleet_wide_limit(process, clock):
+    fleet = [process(half_open_max_calls=2) for _ in range(3)]
+    trip(fleet[0], 3)
+    clock.advance(10)
+    granted = 0
+    for breaker in fleet * 2:
+        try:
+            breaker.acquire()
+            granted += 1
+        except CircuitOpenError:
+            pass
+    assert granted == 2
+
+
+def test_a_probe_success_in_one_process_closes_it_for_all(process, clock):
+    a, b = process(), process()
+    trip(a, 3)
+    clock.advance(10)
+    assert b.call(lambda: "probe") == "probe"
+    clock.advance(0.5)
+    assert a.call(lambda: "closed again") == "closed again"
+    assert a.state is State.CLOSED
+
+
+def test_racing_trips_agree_on_one_opened_at(process, clock, shared):
+    a, b = process(), process()
+    trip(a, 2)
+    clock.advance(0.5)
+    pa, pb = a.acquire(), b.acquire()
+    a.record_failure(connection_refused(), pa)  # count 3: a opens epoch 1
+    clock.advance(1)
+    b.record_failure(connection_refused(), pb)  # b's epoch 0 permit: stale, adopts
+    sa, sb = a.snapshot(), b.snapshot()
+    assert sa.epoch == sb.epoch == 1
+    assert sa.opened_at == sb.opened_at
+
+
+def test_opened_at_never_moves_backwards_even_with_a_slow_clock(process, clock):
+    fast = process()
+    slow_clock = FakeClock(start=clock.time() - 5)
+    slow = process(clock=slow_clock)
+    trip(fast, 3)
+    first = fast.snapshot().opened_at
+    slow_clock.advance(15)  # slow thinks it is 10 s after fast's trip, really 5 s early
+    clock.advance(15)
+    with pytest.raises(ConnectionRefusedError):
+        slow.call(fail())  # a failed probe reopens, with slow's earlier clock
+    clock.advance(0.5)
+    assert fast.snapshot().opened_at >= first
+    assert slow.snapshot().opened_at >= first
+
+
+def test_manual_force_open_reaches_every_process(process, clock):
+    a, b = process(), process()
+    b.call(lambda: None)
+    a.force_open()
+    clock.advance(0.5)
+    with pytest.raises(CircuitOpenError) as info:
+        b.call(lambda: None)
+    assert info.value.reason == "forced_open"
+    b.reset()
+    clock.advance(0.5)
+    assert a.call(lambda: 1) == 1
+
+
+def test_cache_outage_goes_local_logs_once_and_publishes_on_return(process, clock, events):
+    a = process()
+    a.call(lambda: None)
+    handle(a).down = True
+    trip(a, 3)  # counted and opened locally
+    assert a.state is State.OPEN
+    assert not a.snapshot().store_healthy
+    for _ in range(20):
+        with pytest.raises(CircuitOpenError):
+            a.call(lambda: None)
+        clock.advance(0.3)
+    down = events.of("resilience.store_unavailable")
+    assert len(down) == 1
+    assert down[0]["error_type"] == "ConnectionError"
+    assert "s3cret" not in down[0]["error"]
+    handle(a).down = False
+    clock.advance(1.0)
+    a.state  # noqa: B018 - reading the state is what brings the store back
+    assert a.snapshot().store_healthy
+    assert len(events.of("resilience.store_recovered")) == 1
+    newcomer = process()
+    assert newcomer.state in (State.OPEN, State.HALF_OPEN)
+    assert newcomer.snapshot().opened_at == a.snapshot().opened_at
+
+
+def test_while_away_others_moved_on_so_the_returning_process_adopts(process, clock):
+    a, b = process(), process()
+    a.call(lambda: None)
+    handle(a).down = True
+    clock.advance(1)
+    trip(b, 3)  # b reaches the cache: open, shared
+    handle(a).down = False
+    clock.advance(1)
+    with pytest.raises(CircuitOpenError):
+        a.call(lambda: None)
+    assert a.snapshot().epoch == b.snapshot().epoch
+
+
+def test_newest_decision_wins_when_both_sides_changed(process, clock):
+    a, b = process(), process()
+    a.call(lambda: None)
+    b.call(lambda: None)
+    trip(b, 3)  # shared: open at t0
+    handle(a).down = True
+    clock.advance(1)
+    a.force_open("operator, during the outage")  # local only, later than b's trip
+    handle(a).down = False
+    clock.advance(1)
+    a.state  # noqa: B018 - triggers the resync
+    clock.advance(0.5)
+    assert b.forced and b.snapshot().reason == "operator, during the outage"
+
+
+def test_a_flushed_cache_is_repopulated_by_the_processes_that_knew(process, clock, shared):
+    a = process()
+    trip(a, 3)
+    shared.clear()  # Redis restarted empty
+    clock.advance(0.5)
+    a.state  # noqa: B018 - a refresh notices the loss and republishes
+    late = process()
+    assert late.state is State.OPEN
+
+
+def test_store_options_from_settings_names(settings):
+    store = CacheStore.from_options(
+        {"CACHE_ALIAS": "other", "SYNC_INTERVAL": 0.25, "KEY_PREFIX": "x", "UNKNOWN": 1}
+    )
+    assert (store.cache_alias, store.sync_interval, store.key_prefix) == ("other", 0.25, "x")
+
+
+def test_outage_logging_does_not_spam_on_every_operation(process, clock, caplog):
+    caplog.set_level(logging.WARNING, logger="resilience")
+    breaker = process(failure_threshold=1000)
+    breaker.call(lambda: None)
+    handle(breaker).down = True
+    for _ in range(50):
+        with pytest.raises(ConnectionRefusedError):
+            breaker.call(fail())
+    warnings = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert breaker.snapshot().failure_count == 50
