@@ -38,7 +38,7 @@ from .deadline import (
 from .errors import CircuitOpenError, GuardedCallError, OperationFailed
 from .logs import log_failure
 from .registry import DEFAULT_BREAKER, get_breaker
-from .retry import RetryPolicy, run_with_retry, run_with_retry_async
+from .retry import RetryPolicy, RetryRun
 
 __all__ = [
     "Guard",
@@ -105,18 +105,11 @@ class Guard:
         policy, deadline, clock = self._plan(breaker)
         permit = self._acquire(breaker)
         tokens = _enter(deadline, active | {breaker.name})
+        run = RetryRun(policy, deadline, self.operation, breaker, permit)
         try:
-            result, _ = run_with_retry(
-                functools.partial(fn, *args, **kwargs),
-                operation=self.operation,
-                policy=policy,
-                deadline=deadline,
-                breaker=breaker,
-                permit=permit,
-                clock=clock,
-            )
+            result = run.call(functools.partial(fn, *args, **kwargs), clock=clock)
         except BaseException as exc:
-            raise self._failed(breaker, permit, exc) from exc
+            raise self._failed(breaker, permit, exc, run.attempts) from exc
         finally:
             _leave(tokens)
         breaker.record_success(permit)
@@ -135,18 +128,11 @@ class Guard:
         policy, deadline, clock = self._plan(breaker)
         permit = self._acquire(breaker)
         tokens = _enter(deadline, active | {breaker.name})
+        run = RetryRun(policy, deadline, self.operation, breaker, permit)
         try:
-            result, _ = await run_with_retry_async(
-                functools.partial(fn, *args, **kwargs),
-                operation=self.operation,
-                policy=policy,
-                deadline=deadline,
-                breaker=breaker,
-                permit=permit,
-                clock=clock,
-            )
+            result = await run.call_async(functools.partial(fn, *args, **kwargs), clock=clock)
         except BaseException as exc:
-            raise self._failed(breaker, permit, exc) from exc
+            raise self._failed(breaker, permit, exc, run.attempts) from exc
         finally:
             _leave(tokens)
         breaker.record_success(permit)
@@ -193,7 +179,9 @@ class Guard:
             )
             raise
 
-    def _failed(self, breaker: CircuitBreaker, permit: Permit, exc: BaseException) -> BaseException:
+    def _failed(
+        self, breaker: CircuitBreaker, permit: Permit, exc: BaseException, attempts: int
+    ) -> BaseException:
         """Report the outcome once, log it, and say what failed."""
         breaker.record_failure(exc, permit)
         if not isinstance(exc, Exception):
@@ -207,9 +195,10 @@ class Guard:
                 error=exc.error,
                 error_type=exc.error_type,
                 breaker=breaker.name,
+                attempts=attempts,
             )
         else:
-            failure = OperationFailed(self.operation, exc, breaker=breaker.name)
+            failure = OperationFailed(self.operation, exc, breaker=breaker.name, attempts=attempts)
         log_failure(
             logger,
             self._event(breaker),
@@ -217,7 +206,7 @@ class Guard:
             operation=self.operation,
             breaker=breaker.name,
             breaker_state=breaker.public_state,
-            attempts=getattr(failure, "attempts", None),
+            attempts=attempts,
         )
         return failure
 

@@ -66,8 +66,8 @@ class RetryPolicy:
         return base + (random.uniform(0.0, self.jitter) if self.jitter > 0 else 0.0)
 
 
-class _Run:
-    """The tenacity strategies for one guarded call, and what they observed."""
+class RetryRun:
+    """One guarded call's retries: tenacity's strategies, and what they observed."""
 
     def __init__(
         self,
@@ -168,6 +168,47 @@ class _Run:
             "reraise": True,
         }
 
+    def call(self, fn: Callable[[], R], *, clock: Clock | None = None) -> R:
+        """Run ``fn`` under the policy; ``self.attempts`` says how many tries it took."""
+
+        def attempt() -> R:
+            self.start_attempt()
+            return fn()
+
+        retrying = Retrying(sleep=(clock or SYSTEM_CLOCK).sleep, **self.strategies())
+        try:
+            return retrying(attempt)
+        except Exception as exc:
+            failure = self.give_up(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    async def call_async(self, fn: Callable[[], Awaitable[R]], *, clock: Clock | None = None) -> R:
+        """The async twin; each attempt is also cut off when the budget runs out."""
+        deadline, operation = self.deadline, self.operation
+
+        async def attempt() -> R:
+            self.start_attempt()
+            try:
+                async with asyncio.timeout(deadline.remaining()):
+                    return await fn()
+            except TimeoutError as exc:
+                if deadline.expired():
+                    raise DeadlineExceeded(
+                        operation, deadline.budget, attempts=self.attempts, cause=exc
+                    ) from exc
+                raise
+
+        retrying = AsyncRetrying(sleep=(clock or SYSTEM_CLOCK).async_sleep, **self.strategies())
+        try:
+            return await retrying(attempt)
+        except Exception as exc:
+            failure = self.give_up(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
 
 def run_with_retry(
     fn: Callable[[], R],
@@ -178,22 +219,9 @@ def run_with_retry(
     breaker: CircuitBreaker | None = None,
     permit: Permit | None = None,
     clock: Clock | None = None,
-) -> tuple[R, int]:
-    """Call ``fn`` under the policy; returns (result, attempts)."""
-    run = _Run(policy, deadline, operation, breaker, permit)
-    sleep = (clock or SYSTEM_CLOCK).sleep
-
-    def attempt() -> R:
-        run.start_attempt()
-        return fn()
-
-    try:
-        return Retrying(sleep=sleep, **run.strategies())(attempt), run.attempts
-    except Exception as exc:
-        failure = run.give_up(exc)
-        if failure is exc:
-            raise
-        raise failure from exc
+) -> R:
+    """Call ``fn`` under the policy."""
+    return RetryRun(policy, deadline, operation, breaker, permit).call(fn, clock=clock)
 
 
 async def run_with_retry_async(
@@ -205,27 +233,7 @@ async def run_with_retry_async(
     breaker: CircuitBreaker | None = None,
     permit: Permit | None = None,
     clock: Clock | None = None,
-) -> tuple[R, int]:
-    """The async twin; each attempt is also cut off when the budget runs out."""
-    run = _Run(policy, deadline, operation, breaker, permit)
-    sleep = (clock or SYSTEM_CLOCK).async_sleep
-
-    async def attempt() -> R:
-        run.start_attempt()
-        try:
-            async with asyncio.timeout(deadline.remaining()):
-                return await fn()
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise DeadlineExceeded(
-                    operation, deadline.budget, attempts=run.attempts, cause=exc
-                ) from exc
-            raise
-
-    try:
-        return await AsyncRetrying(sleep=sleep, **run.strategies())(attempt), run.attempts
-    except Exception as exc:
-        failure = run.give_up(exc)
-        if failure is exc:
-            raise
-        raise failure from exc
+) -> R:
+    """The async twin of ``run_with_retry``."""
+    run = RetryRun(policy, deadline, operation, breaker, permit)
+    return await run.call_async(fn, clock=clock)
