@@ -178,20 +178,24 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
     return problems
 
 
+_EXCEPTION_HINT = "List dotted paths of exception classes, such as 'psycopg.errors.QueryCanceled'."
+
+
 def _exception_problems(paths: Any, where: str) -> list[Problem]:
     if not isinstance(paths, list | tuple):
-        return [("E009", f"{where} is {paths!r}; it must be a list of import strings.", "")]
+        message = f"{where} is {paths!r}; it must be a list of import strings."
+        return [("E009", message, _EXCEPTION_HINT)]
     problems: list[Problem] = []
     for path in paths:
         try:
             kind = import_string(path)
         except (ImportError, TypeError, ValueError) as exc:
-            problems.append(
-                ("E009", f"{where} lists {path!r}, which cannot be imported ({exc}).", "")
-            )
+            message = f"{where} lists {path!r}, which cannot be imported ({exc})."
+            problems.append(("E009", message, _EXCEPTION_HINT))
             continue
         if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            problems.append(("E009", f"{where} lists {path!r}, which is not an exception.", ""))
+            message = f"{where} lists {path!r}, which is not an exception class."
+            problems.append(("E009", message, _EXCEPTION_HINT))
     return problems
 
 
@@ -225,7 +229,13 @@ def problems_in(config: Mapping[str, Any], user: Mapping[str, Any]) -> list[Prob
     for name, overrides in breakers.items():
         where = f"{_where(scope, 'BREAKERS')}[{name!r}]"
         if not isinstance(overrides, Mapping):
-            problems.append(("E011", f"{where} must be a dict of settings.", ""))
+            problems.append(
+                (
+                    "E011",
+                    f"{where} must be a dict of settings.",
+                    "For example {'FAILURE_THRESHOLD': 3}.",
+                )
+            )
             continue
         merged = {**config, **overrides}
         problems += _unknown_keys(overrides, BREAKER_KEYS, where)
