@@ -1,0 +1,185 @@
+"""Real processes sharing breakers through a real redis-server (the root conftest's).
+
+Each worker is ``python -m resilience.tests.redis_worker``: its own
+interpreter, Django, CacheStore and connection pool. Nothing here skips:
+without redis-server the session fixture fails, and so do these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Worker:
+    """One worker process; ``ask`` sends a command and waits for its JSON answer."""
+
+    def __init__(self, redis_url: str, log_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env["REDIS_URL"] = redis_url
+        self.stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "resilience.tests.redis_worker"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        assert "ready" in self.read(timeout)
+
+    def send(self, cmd: str, **args) -> None:
+        self.process.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        self.process.stdin.flush()
+
+    def read(self, timeout: float = 20) -> dict:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        assert ready, f"worker {self.process.pid} did not answer in {timeout} s"
+        answer = json.loads(self.process.stdout.readline())
+        assert "error" not in answer, answer
+        return answer
+
+    def ask(self, cmd: str, **args) -> dict:
+        self.send(cmd, **args)
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.send("quit")
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.stderr.close()
+
+
+def start_workers(redis_url: str, log_dir: Path, count: int) -> list[Worker]:
+    workers = [Worker(redis_url, log_dir) for _ in range(count)]
+    for worker in workers:
+        worker.wait_ready()
+    return workers
+
+
+@pytest.fixture(scope="module")
+def fleet(redis_url, tmp_path_factory):
+    workers = start_workers(redis_url, tmp_path_factory.mktemp("workers"), 4)
+    yield workers
+    for worker in workers:
+        worker.close()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"questdb-{uuid.uuid4().hex[:8]}"
+
+
+def test_one_probe_per_recovery_window_across_four_processes(fleet, name):
+    for worker in fleet:
+        worker.ask("make", name=name, threshold=1, recovery=0.4)
+    assert fleet[0].ask("call", name=name, outcome="fail")["state"] == "open"
+    start_at = time.time() + 0.3
+    for worker in fleet:
+        worker.send("race", name=name, start_at=start_at, seconds=2.5, hold=0.05)
+    probes = [p for worker in fleet for p in worker.read(timeout=30)["probes"]]
+    per_window = Counter((p["epoch"], p["window"]) for p in probes)
+    assert per_window and max(per_window.values()) == 1, per_window
+    assert len(probes) >= 3  # it kept probing, window after window
+    ordered = sorted(probes, key=lambda p: p["epoch"])
+    opened = [p["opened_at"] for p in ordered]
+    assert opened == sorted(opened)  # opened_at never moved backwards
+
+
+def test_a_process_that_starts_does_not_reset_shared_state(fleet, name, redis_url, tmp_path):
+    client = redis.Redis.from_url(redis_url)
+    fleet[0].ask("make", name=name, threshold=5, recovery=60)
+    for _ in range(3):
+        assert fleet[0].ask("call", name=name, outcome="fail")["result"] == "failed"
+    keys = sorted(client.keys(f"*{name}*"))
+    before = {key: client.dump(key) for key in keys}
+    assert keys  # the failures are in Redis
+
+    (newcomer,) = start_workers(redis_url, tmp_path, 1)
+    try:
+        newcomer.ask("make", name=name, threshold=5, recovery=60)
+        snapshot = newcomer.ask("snapshot", name=name)
+        assert (snapshot["state"], snapshot["failure_count"]) == ("closed", 3)
+        assert {key: client.dump(key) for key in keys} == before  # it only read
+        for _ in range(2):
+            newcomer.ask("call", name=name, outcome="fail")
+        assert newcomer.ask("snapshot", name=name)["state"] == "open"
+    finally:
+        newcomer.close()
+    time.sleep(0.6)
+    assert fleet[0].ask("call", name=name)["result"] == "rejected:open"
+
+
+def test_processes_converge_within_a_second(fleet, name):
+    for worker in fleet:
+        worker.ask("make", name=name, threshold=1, recovery=60)
+        worker.ask("call", name=name)  # warm: each has synced once
+    watchers = fleet[1:]
+    for worker in watchers:
+        worker.send("watch", name=name, seconds=5)
+    time.sleep(0.3)  # watchers are on their closed path
+    tripped = fleet[0].ask("call", name=name, outcome="fail")
+    assert tripped["state"] == "open"
+    lags = []
+    for worker in watchers:
+        answer = worker.read(timeout=10)
+        assert answer["rejected_at"] is not None, answer
+        assert answer["calls"] > 100  # they really were calling
+        lags.append(answer["rejected_at"] - tripped["at"])
+    print(f"convergence after a trip: {', '.join(f'{lag * 1000:.0f} ms' for lag in lags)}")
+    assert max(lags) < 1.0
+
+
+def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_server):
+    first, second = fleet[0], fleet[1]
+    for worker in (first, second):
+        worker.ask("make", name=name, threshold=3, recovery=60)
+        worker.ask("call", name=name)
+    unavailable_before = first.ask("events").get("resilience.store_unavailable", 0)
+    recovered_before = first.ask("events").get("resilience.store_recovered", 0)
+
+    redis_server.stop()
+    try:
+        results = [first.ask("call", name=name, outcome="fail")["result"] for _ in range(3)]
+        assert results == ["failed"] * 3
+        assert first.ask("call", name=name)["result"] == "rejected:open"  # opened locally
+        for _ in range(10):
+            assert first.ask("call", name=name)["result"] == "rejected:open"
+            time.sleep(0.1)
+        snapshot = first.ask("snapshot", name=name)
+        assert snapshot["store_healthy"] is False
+        events = first.ask("events")
+        assert events.get("resilience.store_unavailable", 0) == unavailable_before + 1  # once
+    finally:
+        redis_server.start()
+
+    time.sleep(0.7)  # past the outage retry interval
+    assert first.ask("call", name=name)["result"] == "rejected:open"
+    assert first.ask("snapshot", name=name)["store_healthy"] is True
+    assert first.ask("events")["resilience.store_recovered"] == recovered_before + 1
+    # What the process decided while Redis was away is now what everyone sees.
+    time.sleep(0.6)
+    assert second.ask("call", name=name)["result"] == "rejected:open"
+    assert (
+        second.ask("snapshot", name=name)["opened_at"]
+        == first.ask("snapshot", name=name)["opened_at"]
+    )
