@@ -58,6 +58,7 @@ class DashboardAdmin(admin.ModelAdmin):
                 }
             )
         by_slug = {s["slug"]: s for s in sections}
+        stale = [s for s in sections if s["envelope"].status == "degraded"]
         history = by_slug["price-history"]["envelope"].data or []
         context = {
             **self.admin_site.each_context(request),
@@ -68,7 +69,9 @@ class DashboardAdmin(admin.ModelAdmin):
             "chart": price_chart(history),
             "chart_section": by_slug["price-history"],
             "breaker": get_breaker(QUESTDB_ALIAS).snapshot(),
-            "degraded": [s for s in sections if s["envelope"].status != "ok"],
+            "stale": stale,
+            "oldest": min(stale, key=lambda s: s["envelope"].cached_at) if stale else None,
+            "missing": [s for s in sections if s["envelope"].status == "error"],
             "refresh_seconds": int(settings.DASHBOARD_REFRESH_INTERVAL),
             **(extra_context or {}),
         }

@@ -55,17 +55,17 @@ def price_chart(rows: list[dict]) -> SafeString:
     )
     legend = format_html_join(
         "",
-        '<span class="legend-item"><i style="background:{}"></i>{} {:+.2f}%</span>',
+        '<span class="legend-item"><i style="background:{}"></i>{} {}%</span>',
         (
-            (COLORS[i % len(COLORS)], symbol, points[-1][1])
+            (COLORS[i % len(COLORS)], symbol, f"{points[-1][1]:+.2f}")
             for i, (symbol, points) in enumerate(series.items())
         ),
     )
     return format_html(
         '<svg class="price-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">'
-        '<text x="4" y="14" font-size="11">{top:+.2f}%</text>'
-        '<text x="4" y="{bottom_y}" font-size="11">{bottom:+.2f}%</text>'
+        '<text x="4" y="14" font-size="11">{top}%</text>'
+        '<text x="4" y="{bottom_y}" font-size="11">{bottom}%</text>'
         "{lines}</svg><div class=\"legend\">{legend}</div>",
         w=WIDTH, h=HEIGHT, label="Price change in percent over the window",
-        top=v1, bottom=v0, bottom_y=HEIGHT - PAD + 4, lines=lines, legend=legend,
+        top=f"{v1:+.2f}", bottom=f"{v0:+.2f}", bottom_y=HEIGHT - PAD + 4, lines=lines, legend=legend,
     )  # fmt: skip

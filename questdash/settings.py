@@ -13,7 +13,8 @@ from pathlib import Path
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("QUESTDASH_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("QUESTDASH_VAR_DIR", BASE_DIR / "var"))  # git-ignored
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -30,7 +31,6 @@ def _secret_key() -> str:
         return key
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
         key_file.write_text(get_random_secret_key())
         key_file.chmod(0o600)
     return key_file.read_text().strip()
@@ -217,7 +217,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # collectstatic fills it; WhiteNoise serves it
+STATIC_ROOT.mkdir(exist_ok=True)
 LOGIN_URL = "admin:login"
 
 # --- Logging: JSON lines (the contract) ------------------------------------------

@@ -26,7 +26,7 @@ from django.core.cache import caches
 from .breaker import get_breaker
 from .errors import CircuitOpenError, describe, scrub
 from .guard import guarded
-from .logs import log_event
+from .logs import log_event, log_failure
 
 logger = logging.getLogger("resilience.fallback")
 
@@ -179,8 +179,8 @@ class CachedFallback:
         try:
             acquired = self.cache.add(LOCK_PREFIX + self.name, token, self.lock_timeout)
         except Exception as exc:  # noqa: BLE001 - a dead cache must not stop the query
-            log_event(logger, logging.WARNING, "resilience.fallback.lock_unavailable",
-                      query=self.name, error=describe(exc), error_type=type(exc).__name__)  # fmt: skip
+            log_failure(logger, "resilience.fallback.lock_unavailable", exc,
+                        operation=f"lock {self.name}", level=logging.WARNING)  # fmt: skip
             return token
         return token if acquired else None
 

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 
 from .breaker import all_breakers
 from .errors import CircuitOpenError, OperationFailed, describe, is_connection_error, scrub
-from .logs import log_event
+from .logs import log_failure
 
 logger = logging.getLogger("resilience.middleware")
 
@@ -59,9 +59,8 @@ class BreakerMiddleware:
         if not is_dependency_failure(exception):
             return None
         reason = scrub(describe(exception))
-        log_event(logger, logging.ERROR, "resilience.middleware.degraded_response",
-                  operation=f"{request.method} {request.path}", error=reason,
-                  error_type=type(exception).__name__)  # fmt: skip
+        log_failure(logger, "resilience.middleware.degraded_response", exception,
+                    operation=f"{request.method} {request.path}")  # fmt: skip
         breakers = {b.name: b.public_state for b in all_breakers()}
         if wants_json(request):
             response = JsonResponse(

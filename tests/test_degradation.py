@@ -215,8 +215,8 @@ def test_failure_and_empty_results_never_overwrite_the_copy(settings):
 
 
 def test_many_requests_missing_at_once_make_one_query(settings, redis_url):
-    settings.CACHES = {**settings.CACHES, "shared": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}  # fmt: skip
+    redis_cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    settings.CACHES = {**settings.CACHES, "shared": redis_cache}
     calls = []
 
     def slow_loader():

@@ -4,8 +4,9 @@ Callers that do a whole operation (a dashboard read, the refresh task, the
 health check) wrap it in `questdb_call(operation, fn)`: one breaker outcome,
 retried as a whole on connection errors, so each attempt opens a fresh
 cursor on a fresh connection. The engine itself guards each connect and
-each statement; inside an operation that is already guarded it only adds
-the client-side socket deadline, so nothing is counted twice.
+each statement; inside an operation that is already guarded, resilience's
+guard just runs them (nothing is counted twice), and the engine adds the
+client-side socket deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
 from typing import TypeVar
 
 from resilience.guard import guarded
@@ -24,18 +24,10 @@ from .router import QUESTDB_ALIAS
 
 T = TypeVar("T")
 
-_inside_operation: ContextVar[bool] = ContextVar("questdb_inside_operation", default=False)
-
 
 def questdb_call(operation: str, fn: Callable[[], T], *, retry: bool = True) -> T:
     """Run fn as one guarded QuestDB operation, or as part of the one already running."""
-    if _inside_operation.get():
-        return fn()
-    token = _inside_operation.set(True)
-    try:
-        return guarded(operation, fn, breaker_name=QUESTDB_ALIAS, retry=retry)
-    finally:
-        _inside_operation.reset(token)
+    return guarded(operation, fn, breaker_name=QUESTDB_ALIAS, retry=retry)
 
 
 @contextlib.contextmanager
@@ -48,9 +40,9 @@ def socket_deadline(fileno: int, seconds: float) -> Iterator[None]:
     """
 
     def expire() -> None:
-        with contextlib.suppress(OSError):  # already closed: nothing to wake
-            with socket.socket(fileno=os.dup(fileno)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
+        # OSError: the connection is already closed, nothing left to wake.
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
 
     timer = threading.Timer(seconds, expire)
     timer.daemon = True

@@ -11,12 +11,14 @@ statement passes the "questdb" guard, so no code reaches QuestDB around it,
 and an open breaker means no network traffic at all.
 """
 
-from django.conf import settings
+import math
+
 from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresCursorDebugWrapper
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from resilience.breaker import get_breaker
+from resilience.deadline import current_timeouts
 from resilience.errors import is_connection_error
 
 from ..guard import questdb_call, socket_deadline
@@ -33,7 +35,9 @@ class GuardedCursorMixin:
 
         def run():
             try:
-                with socket_deadline(self.db.connection.fileno(), settings.QUERY_TIMEOUT + 0.5):
+                # Past the server's statement_timeout, and within the call's budget.
+                seconds = current_timeouts().query + 0.5
+                with socket_deadline(self.db.connection.fileno(), seconds):
                     return super(GuardedCursorMixin, self)._execute_with_wrappers(
                         sql, params, many, executor
                     )
@@ -86,7 +90,13 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
 
     def get_new_connection(self, conn_params):
         parent = super().get_new_connection
-        return questdb_call("questdb.connect", lambda: parent(conn_params))
+
+        def connect():
+            # psycopg's floor is 2 s; the call's remaining budget may be less.
+            timeout = max(2, math.ceil(current_timeouts().connect))
+            return parent({**conn_params, "connect_timeout": timeout})
+
+        return questdb_call("questdb.connect", connect)
 
     def make_cursor(self, cursor):
         return GuardedCursorWrapper(cursor, self)
@@ -98,7 +108,7 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         """CONN_HEALTH_CHECKS' probe: never while the breaker is open, never unbounded."""
         if self.connection is None or not get_breaker(self.alias).allows_traffic():
             return False
-        with socket_deadline(self.connection.fileno(), settings.CONNECT_TIMEOUT):
+        with socket_deadline(self.connection.fileno(), current_timeouts().connect):
             return super().is_usable()
 
     def close_after_connection_error(self):
