@@ -2,10 +2,10 @@
 .PHONY: run test lint
 
 run:  ## the dashboard with demo data on http://127.0.0.1:8000/admin/
-	./scripts/run.sh
+	bash scripts/run.sh
 
 test:  ## the whole test suite, installing and starting what it needs
-	./scripts/test.sh
+	bash scripts/test.sh
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
