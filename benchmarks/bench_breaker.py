@@ -1,0 +1,235 @@
+"""Nanoseconds per call through a circuit breaker: ours against pybreaker 1.4, side by side.
+
+    .venv/bin/python benchmarks/bench_breaker.py [--rounds 7] [--quick]
+
+Measures the closed path (the call goes through) and the open path (the call
+is refused) for: a bare call; our breaker on LocalStore; our breaker on
+CacheStore over Redis; pybreaker with its memory storage; pybreaker with
+CircuitRedisStorage. Each round measures every contender once, in turn, and
+the table shows the median over the rounds, then our ratios to pybreaker.
+Targets (same run): closed <= 0.4x pybreaker's, open <= 0.5x.
+
+Redis: REDIS_URL if set, else a redis-server this script starts on a free
+port and stops at the end. Django is configured here (settings.configure),
+so no project, database or QuestDB is needed. Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server), or set REDIS_URL")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as workdir:
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+def configure_django(url: str) -> None:
+    import logging
+
+    import django
+    from django.conf import settings
+
+    quiet = logging.getLogger("resilience")  # the benchmark trips breakers on purpose
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+    settings.configure(
+        INSTALLED_APPS=["resilience"],
+        CACHES={
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        },
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+
+
+def per_call_ns(fn: Callable[[], None], calls: int) -> float:
+    started = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - started) / calls
+
+
+def loop_closed(call: Callable, target: Callable, calls: int) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(calls):
+            call(target)
+
+    return run
+
+
+def loop_open(call: Callable, target: Callable, calls: int, error: type) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(calls):
+            try:  # noqa: SIM105 - contextlib.suppress would add its own cost to the timing
+                call(target)
+            except error:
+                pass
+
+    return run
+
+
+def target() -> int:
+    return 1
+
+
+def build(url: str, fast: int, slow: int) -> dict[str, tuple[Callable, Callable, int]]:
+    """name -> (closed loop, open loop, calls per loop)."""
+    import pybreaker
+    import redis
+
+    from resilience.breaker import CircuitBreaker
+    from resilience.errors import CircuitOpenError
+    from resilience.stores import CacheStore, LocalStore
+
+    def ours(store) -> tuple[CircuitBreaker, CircuitBreaker]:
+        closed = CircuitBreaker(f"bench-closed-{store.kind}", store=store)
+        opened = CircuitBreaker(f"bench-open-{store.kind}", store=store, recovery_timeout=3600)
+        for _ in range(opened.failure_threshold):
+            with contextlib.suppress(ConnectionRefusedError):
+                opened.call(_refuse)
+        assert opened.public_state == "open"
+        return closed, opened
+
+    def pyb(storage_factory) -> tuple[pybreaker.CircuitBreaker, pybreaker.CircuitBreaker]:
+        closed = pybreaker.CircuitBreaker(state_storage=storage_factory("closed"))
+        opened = pybreaker.CircuitBreaker(reset_timeout=3600, state_storage=storage_factory("open"))
+        opened.open()
+        return closed, opened
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    cache_store = CacheStore()
+    local_closed, local_open = ours(LocalStore())
+    cache_closed, cache_open = ours(cache_store)
+    mem_closed, mem_open = pyb(lambda tag: pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED))
+    red_closed, red_open = pyb(
+        lambda tag: pybreaker.CircuitRedisStorage(
+            pybreaker.STATE_CLOSED, client, namespace=f"bench-{tag}"
+        )
+    )
+    pyb_error = pybreaker.CircuitBreakerError
+    return {
+        "bare call": (
+            loop_closed(lambda f: f(), target, fast),
+            loop_closed(lambda f: f(), target, fast),
+            fast,
+        ),
+        "ours, LocalStore": (
+            loop_closed(local_closed.call, target, fast),
+            loop_open(local_open.call, target, fast, CircuitOpenError),
+            fast,
+        ),
+        "ours, CacheStore (Redis)": (
+            loop_closed(cache_closed.call, target, fast),
+            loop_open(cache_open.call, target, fast, CircuitOpenError),
+            fast,
+        ),
+        "pybreaker 1.4, memory": (
+            loop_closed(mem_closed.call, target, fast),
+            loop_open(mem_open.call, target, fast, pyb_error),
+            fast,
+        ),
+        "pybreaker 1.4, Redis": (
+            loop_closed(red_closed.call, target, slow),
+            loop_open(red_open.call, target, slow, pyb_error),
+            slow,
+        ),
+    }
+
+
+def _ratio(value: float) -> str:
+    return f"{value:7.2f}x" if value >= 0.01 else f"{value:7.4f}x"
+
+
+def _refuse() -> None:
+    raise ConnectionRefusedError(111, "Connection refused")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="fewer calls per round")
+    args = parser.parse_args()
+    fast, slow = (20_000, 300) if args.quick else (200_000, 2_000)
+
+    with redis_url() as url:
+        configure_django(url)
+        contenders = build(url, fast, slow)
+        results: dict[str, dict[str, list[float]]] = {
+            name: {"closed": [], "open": []} for name in contenders
+        }
+        for closed, opened, calls in contenders.values():  # warm up
+            per_call_ns(closed, calls)
+            per_call_ns(opened, calls)
+        for _ in range(args.rounds):
+            for name, (closed, opened, calls) in contenders.items():
+                results[name]["closed"].append(per_call_ns(closed, calls))
+                results[name]["open"].append(per_call_ns(opened, calls))
+
+    median = {
+        name: {path: statistics.median(values) for path, values in paths.items()}
+        for name, paths in results.items()
+    }
+    print(f"Python {sys.version.split()[0]}, median of {args.rounds} rounds, ns per call\n")
+    print(f"{'':28} {'closed path':>12} {'open path':>12}")
+    for name, paths in median.items():
+        opened = "-" if name == "bare call" else f"{paths['open']:,.0f}"
+        print(f"{name:28} {paths['closed']:12,.0f} {opened:>12}")
+    print()
+    pairs = [
+        ("ours, LocalStore", "pybreaker 1.4, memory"),
+        ("ours, CacheStore (Redis)", "pybreaker 1.4, memory"),
+        ("ours, CacheStore (Redis)", "pybreaker 1.4, Redis"),
+    ]
+    print(f"{'ratio':52} {'closed':>8} {'open':>8}")
+    for ours, theirs in pairs:
+        closed = median[ours]["closed"] / median[theirs]["closed"]
+        opened = median[ours]["open"] / median[theirs]["open"]
+        print(f"{ours + ' / ' + theirs:52} {_ratio(closed)} {_ratio(opened)}")
+    print("\ntargets: closed <= 0.40x, open <= 0.50x pybreaker's (memory storage)")
+
+
+if __name__ == "__main__":
+    main()
