@@ -150,33 +150,21 @@ def build(url: str, fast: int, slow: int) -> dict[str, tuple[Callable, Callable,
         )
     )
     pyb_error = pybreaker.CircuitBreakerError
-    return {
-        "bare call": (
-            loop_closed(lambda f: f(), target, fast),
-            loop_closed(lambda f: f(), target, fast),
-            fast,
-        ),
-        "ours, LocalStore": (
-            loop_closed(local_closed.call, target, fast),
-            loop_open(local_open.call, target, fast, CircuitOpenError),
-            fast,
-        ),
-        "ours, CacheStore (Redis)": (
-            loop_closed(cache_closed.call, target, fast),
-            loop_open(cache_open.call, target, fast, CircuitOpenError),
-            fast,
-        ),
-        "pybreaker 1.4, memory": (
-            loop_closed(mem_closed.call, target, fast),
-            loop_open(mem_open.call, target, fast, pyb_error),
-            fast,
-        ),
-        "pybreaker 1.4, Redis": (
-            loop_closed(red_closed.call, target, slow),
-            loop_open(red_open.call, target, slow, pyb_error),
-            slow,
-        ),
-    }
+    rows = [
+        ("ours, LocalStore", local_closed, local_open, CircuitOpenError, fast),
+        ("ours, CacheStore (Redis)", cache_closed, cache_open, CircuitOpenError, fast),
+        ("pybreaker 1.4, memory", mem_closed, mem_open, pyb_error, fast),
+        ("pybreaker 1.4, Redis", red_closed, red_open, pyb_error, slow),
+    ]
+    bare = loop_closed(lambda f: f(), target, fast)
+    contenders = {"bare call": (bare, bare, fast)}
+    for label, closed, opened, error, calls in rows:
+        contenders[label] = (
+            loop_closed(closed.call, target, calls),
+            loop_open(opened.call, target, calls, error),
+            calls,
+        )
+    return contenders
 
 
 def _ratio(value: float) -> str:

@@ -222,6 +222,27 @@ class _Tally:
             return value
 
 
+def decorate(
+    fn: Callable[..., Any],
+    call: Callable[..., Any],
+    call_async: Callable[..., Awaitable[Any]],
+) -> Callable[..., Any]:
+    """Wrap ``fn`` so each call goes through ``call`` (or ``call_async`` for coroutines)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await call_async(fn, *args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return call(fn, *args, **kwargs)
+
+    return wrapper
+
+
 def _rule(
     spec: ExceptionRule | None, default: Callable[[BaseException], bool]
 ) -> Callable[[BaseException], bool]:
@@ -470,19 +491,7 @@ class CircuitBreaker:
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(fn, *args, **kwargs)
-
-            async_wrapper.breaker = self  # type: ignore[attr-defined]
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return self.call(fn, *args, **kwargs)
-
+        wrapper = decorate(fn, self.call, self.call_async)
         wrapper.breaker = self  # type: ignore[attr-defined]
         return wrapper
 
@@ -729,21 +738,22 @@ class CircuitBreaker:
         if reason is not None:
             self._open(rec, reason, exc, trips=1)
 
-    def _probe_failed(self, probe: Probe, exc: BaseException) -> None:
+    def _settle(self, probe: Probe) -> Record | None:
+        """The record a probe's outcome decides about: None if settled or out of date."""
         if probe.settled:
-            return
+            return None
         probe.settled = True
         current = self._cell.rec
-        if current.epoch != probe.rec.epoch:
-            return
-        self._open(current, "probe failed", exc, trips=current.trips + 1)
+        return current if current.epoch == probe.rec.epoch else None
+
+    def _probe_failed(self, probe: Probe, exc: BaseException) -> None:
+        current = self._settle(probe)
+        if current is not None:
+            self._open(current, "probe failed", exc, trips=current.trips + 1)
 
     def _probe_succeeded(self, probe: Probe) -> None:
-        if probe.settled:
-            return
-        probe.settled = True
-        current = self._cell.rec
-        if current.epoch != probe.rec.epoch:
+        current = self._settle(probe)
+        if current is None:
             return
         closed = Record(
             epoch=current.epoch + 1,

@@ -18,13 +18,12 @@ function: the outer guard retries and counts.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-from .breaker import CircuitBreaker, Permit
+from .breaker import CircuitBreaker, Permit, decorate
 from .clock import Clock
 from .conf import breaker_config
 from .deadline import (
@@ -82,7 +81,8 @@ class Guard:
             return self._breaker
         return get_breaker(self._breaker)
 
-    def _plan(self, breaker: CircuitBreaker) -> tuple[RetryPolicy, Deadline, Clock]:
+    def _start(self, breaker: CircuitBreaker) -> tuple[Permit, RetryRun, tuple[Any, Any]]:
+        """Take the permit, plan the retries and make the deadline current."""
         config = breaker_config(breaker.name)
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
@@ -92,22 +92,19 @@ class Guard:
                 policy = policy.without_retries()
         clock = self._clock or breaker.clock
         budget = float(config["CALL_DEADLINE"] if self._deadline is None else self._deadline)
-        return policy, Deadline.within(budget, clock=clock), clock
-
-    # --- sync ---------------------------------------------------------------------
+        deadline = Deadline.within(budget, clock=clock)
+        permit = self._acquire(breaker)
+        run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
+        return permit, run, _enter(deadline, _guarding.get() | {breaker.name})
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` as this operation."""
         breaker = self.breaker
-        active = _guarding.get()
-        if breaker.name in active:
-            return fn(*args, **kwargs)
-        policy, deadline, clock = self._plan(breaker)
-        permit = self._acquire(breaker)
-        tokens = _enter(deadline, active | {breaker.name})
-        run = RetryRun(policy, deadline, self.operation, breaker, permit)
+        if breaker.name in _guarding.get():
+            return fn(*args, **kwargs)  # nested: the outer guard retries and counts
+        permit, run, tokens = self._start(breaker)
         try:
-            result = run.call(functools.partial(fn, *args, **kwargs), clock=clock)
+            result = run.call(functools.partial(fn, *args, **kwargs))
         except BaseException as exc:
             raise self._failed(breaker, permit, exc, run.attempts) from exc
         finally:
@@ -115,22 +112,16 @@ class Guard:
         breaker.record_success(permit)
         return result
 
-    # --- async --------------------------------------------------------------------
-
     async def call_async(
         self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
         """Await ``fn(*args, **kwargs)`` as this operation."""
         breaker = self.breaker
-        active = _guarding.get()
-        if breaker.name in active:
+        if breaker.name in _guarding.get():
             return await fn(*args, **kwargs)
-        policy, deadline, clock = self._plan(breaker)
-        permit = self._acquire(breaker)
-        tokens = _enter(deadline, active | {breaker.name})
-        run = RetryRun(policy, deadline, self.operation, breaker, permit)
+        permit, run, tokens = self._start(breaker)
         try:
-            result = await run.call_async(functools.partial(fn, *args, **kwargs), clock=clock)
+            result = await run.call_async(functools.partial(fn, *args, **kwargs))
         except BaseException as exc:
             raise self._failed(breaker, permit, exc, run.attempts) from exc
         finally:
@@ -140,19 +131,7 @@ class Guard:
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await self.call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return decorate(fn, self.call, self.call_async)
 
     # --- outcomes -----------------------------------------------------------------
 

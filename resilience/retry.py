@@ -74,10 +74,12 @@ class RetryRun:
         policy: RetryPolicy,
         deadline: Deadline,
         operation: str,
-        breaker: CircuitBreaker | None,
-        permit: Permit | None,
+        breaker: CircuitBreaker | None = None,
+        permit: Permit | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.policy = policy
+        self.clock = clock or SYSTEM_CLOCK
         self.deadline = deadline
         self.operation = operation
         self.breaker = breaker
@@ -168,14 +170,14 @@ class RetryRun:
             "reraise": True,
         }
 
-    def call(self, fn: Callable[[], R], *, clock: Clock | None = None) -> R:
+    def call(self, fn: Callable[[], R]) -> R:
         """Run ``fn`` under the policy; ``self.attempts`` says how many tries it took."""
 
         def attempt() -> R:
             self.start_attempt()
             return fn()
 
-        retrying = Retrying(sleep=(clock or SYSTEM_CLOCK).sleep, **self.strategies())
+        retrying = Retrying(sleep=self.clock.sleep, **self.strategies())
         try:
             return retrying(attempt)
         except Exception as exc:
@@ -200,7 +202,7 @@ class RetryRun:
                     ) from exc
                 raise
 
-        retrying = AsyncRetrying(sleep=(clock or SYSTEM_CLOCK).async_sleep, **self.strategies())
+        retrying = AsyncRetrying(sleep=self.clock.async_sleep, **self.strategies())
         try:
             return await retrying(attempt)
         except Exception as exc:
@@ -208,32 +210,3 @@ class RetryRun:
             if failure is exc:
                 raise
             raise failure from exc
-
-
-def run_with_retry(
-    fn: Callable[[], R],
-    *,
-    operation: str,
-    policy: RetryPolicy,
-    deadline: Deadline,
-    breaker: CircuitBreaker | None = None,
-    permit: Permit | None = None,
-    clock: Clock | None = None,
-) -> R:
-    """Call ``fn`` under the policy."""
-    return RetryRun(policy, deadline, operation, breaker, permit).call(fn, clock=clock)
-
-
-async def run_with_retry_async(
-    fn: Callable[[], Awaitable[R]],
-    *,
-    operation: str,
-    policy: RetryPolicy,
-    deadline: Deadline,
-    breaker: CircuitBreaker | None = None,
-    permit: Permit | None = None,
-    clock: Clock | None = None,
-) -> R:
-    """The async twin of ``run_with_retry``."""
-    run = RetryRun(policy, deadline, operation, breaker, permit)
-    return await run.call_async(fn, clock=clock)
