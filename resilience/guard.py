@@ -145,17 +145,7 @@ class Guard:
             return breaker.acquire()
         except CircuitOpenError as exc:
             exc.operation = self.operation
-            log_failure(
-                logger,
-                self._event(breaker),
-                exc,
-                operation=self.operation,
-                level=logging.WARNING,
-                breaker=breaker.name,
-                breaker_state=breaker.public_state,
-                next_probe_at=exc.next_probe_at,
-                traceback=False,
-            )
+            self._log(breaker, exc, logging.WARNING, next_probe_at=exc.next_probe_at)
             raise
 
     def _failed(
@@ -178,16 +168,24 @@ class Guard:
             )
         else:
             failure = OperationFailed(self.operation, exc, breaker=breaker.name, attempts=attempts)
+        self._log(breaker, failure, logging.ERROR, attempts=attempts)
+        return failure
+
+    def _log(
+        self, breaker: CircuitBreaker, failure: GuardedCallError, level: int, **extra: Any
+    ) -> None:
+        """The contract's failure event; a refusal has no traceback worth logging."""
         log_failure(
             logger,
             self._event(breaker),
             failure,
             operation=self.operation,
+            level=level,
+            traceback=not isinstance(failure, CircuitOpenError),
             breaker=breaker.name,
             breaker_state=breaker.public_state,
-            attempts=attempts,
+            **extra,
         )
-        return failure
 
 
 def _enter(deadline: Deadline, active: frozenset[str]) -> tuple[Any, Any]:
