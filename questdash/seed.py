@@ -74,8 +74,10 @@ def price_at(symbol: str, step: int) -> float:
     """A deterministic, market-looking wiggle around the symbol's base price."""
     base = SYMBOLS[symbol]
     phase = sum(map(ord, symbol)) % 17
-    drift = 0.018 * math.sin((step + phase * 13) / 180.0)
-    swing = 0.006 * math.sin((step + phase) / 23.0) + 0.003 * math.sin(step / 5.0 + phase)
+    drift = 0.018 * math.sin((step + phase * 97) / (140.0 + phase * 11))
+    swing = 0.006 * math.sin((step + phase * 7) / (19.0 + phase)) + 0.003 * math.sin(
+        step / 5.0 + phase
+    )
     return round(base * (1 + drift + swing), 6 if base < 10 else 2)
 
 

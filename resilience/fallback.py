@@ -131,8 +131,8 @@ class CachedFallback:
     def refresh(self) -> Envelope:
         """Query now (the beat task): skips when another process already is."""
         lock = self._lock()
-        if lock is None:
-            return self._degraded(self.last_good(), "refresh_in_progress: skipped")
+        if lock is None:  # someone else is querying: nothing failed, nothing to log
+            return self._degraded(self.last_good(), "refresh_in_progress: skipped", log=False)
         try:
             return self._refresh(self.last_good())
         finally:
@@ -155,16 +155,19 @@ class CachedFallback:
     def _ok(self, copy: Copy) -> Envelope:
         return Envelope("ok", copy.data, copy.cached_at, None, self._breaker_state())
 
-    def _degraded(self, copy: Copy | None, reason: str, retry_after: int | None = None) -> Envelope:
+    def _degraded(
+        self, copy: Copy | None, reason: str, retry_after: int | None = None, *, log: bool = True
+    ) -> Envelope:
         state = self._breaker_state()
         if copy is None:
-            log_event(logger, logging.WARNING, "resilience.fallback.no_copy",
-                      query=self.name, reason=reason)  # fmt: skip
+            if log:
+                log_event(logger, logging.WARNING, "resilience.fallback.no_copy",
+                          query=self.name, reason=reason)  # fmt: skip
             return Envelope("error", None, None, reason, state, retry_after or 5)
-        age = self._age(copy)
-        log_event(logger, logging.WARNING, "resilience.fallback.served",
-                  query=self.name, cached_at=copy.cached_at.isoformat(),
-                  age_seconds=round(age, 1), reason=reason)  # fmt: skip
+        if log:
+            log_event(logger, logging.WARNING, "resilience.fallback.served",
+                      query=self.name, cached_at=copy.cached_at.isoformat(),
+                      age_seconds=round(self._age(copy), 1), reason=reason)  # fmt: skip
         return Envelope("degraded", copy.data, copy.cached_at, reason, state)
 
     def _breaker_state(self) -> str:
