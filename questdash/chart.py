@@ -6,6 +6,7 @@ change in percent since the first bucket of the window.
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
 
 from django.utils.html import format_html, format_html_join
@@ -65,7 +66,15 @@ def price_chart(rows: list[dict]) -> SafeString:
         '<svg class="price-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">'
         '<text x="4" y="14" font-size="11">{top}%</text>'
         '<text x="4" y="{bottom_y}" font-size="11">{bottom}%</text>'
+        '<text x="{PAD}" y="{h}" font-size="11">{start} UTC</text>'
+        '<text x="{end_x}" y="{h}" font-size="11" text-anchor="end">{end} UTC</text>'
         "{lines}</svg><div class=\"legend\">{legend}</div>",
-        w=WIDTH, h=HEIGHT, label="Price change in percent over the window",
-        top=f"{v1:+.2f}", bottom=f"{v0:+.2f}", bottom_y=HEIGHT - PAD + 4, lines=lines, legend=legend,
+        w=WIDTH, h=HEIGHT, PAD=PAD, end_x=WIDTH - PAD,
+        label="Price change in percent over the window",
+        top=f"{v1:+.2f}", bottom=f"{v0:+.2f}", bottom_y=HEIGHT - PAD + 4,
+        start=_hhmm(t0), end=_hhmm(t1), lines=lines, legend=legend,
     )  # fmt: skip
+
+
+def _hhmm(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%H:%M")
