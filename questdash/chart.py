@@ -66,10 +66,10 @@ def price_chart(rows: list[dict]) -> SafeString:
         '<svg class="price-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">'
         '<text x="4" y="14" font-size="11">{top}%</text>'
         '<text x="4" y="{bottom_y}" font-size="11">{bottom}%</text>'
-        '<text x="{PAD}" y="{h}" font-size="11">{start} UTC</text>'
-        '<text x="{end_x}" y="{h}" font-size="11" text-anchor="end">{end} UTC</text>'
+        '<text x="{PAD}" y="{axis_y}" font-size="11">{start} UTC</text>'
+        '<text x="{end_x}" y="{axis_y}" font-size="11" text-anchor="end">{end} UTC</text>'
         "{lines}</svg><div class=\"legend\">{legend}</div>",
-        w=WIDTH, h=HEIGHT, PAD=PAD, end_x=WIDTH - PAD,
+        w=WIDTH, h=HEIGHT, PAD=PAD, end_x=WIDTH - PAD, axis_y=HEIGHT - 6,
         label="Price change in percent over the window",
         top=f"{v1:+.2f}", bottom=f"{v0:+.2f}", bottom_y=HEIGHT - PAD + 4,
         start=_hhmm(t0), end=_hhmm(t1), lines=lines, legend=legend,
