@@ -26,7 +26,9 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +70,17 @@ ExceptionRule = (
 _HELD: contextvars.ContextVar[tuple[tuple[CircuitBreaker, Any], ...]] = contextvars.ContextVar(
     "resilience_held_permits", default=()
 )
+
+
+_live_breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for breaker in list(_live_breakers):
+        breaker.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Outcome(enum.Enum):
@@ -363,6 +376,7 @@ class CircuitBreaker:
         self._ignored = _Tally()
         self._retries = _Tally()
         self._probes = _Tally()
+        _live_breakers.add(self)
 
     @classmethod
     def from_config(
@@ -455,6 +469,19 @@ class CircuitBreaker:
             permit.settled = True  # type: ignore[union-attr]
             self._store.release_probe(self.name, permit.rec, permit.window, permit.slot)  # type: ignore[union-attr]
             self._denied = None
+
+    def after_fork(self) -> None:
+        """Fresh locks in a forked child (another thread may have held one at the fork)."""
+        self._lock = threading.Lock()
+        for tally in (
+            self._successes,
+            self._failures,
+            self._rejections,
+            self._ignored,
+            self._retries,
+            self._probes,
+        ):
+            tally._lock = threading.Lock()
 
     def note_retry(self) -> None:
         """Count a retry made on this breaker's behalf (for snapshot counters)."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
@@ -113,6 +115,21 @@ class BreakerStore:
     def sync(self, name: str, *, force: bool = False) -> None:
         """Refresh the cell from the shared state when due (or now, if forced)."""
 
+    def after_fork(self) -> None:
+        """In a forked child (gunicorn, Celery prefork): fresh locks, a fresh look."""
+
+
+# Stores whose locks a fork may have copied while held by another thread.
+_live_stores: weakref.WeakSet[BreakerStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_live_stores):
+        store.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class LocalStore(BreakerStore):
     """State in this process only (the default): thread-safe, no I/O."""
@@ -124,6 +141,10 @@ class LocalStore(BreakerStore):
         self._lock = threading.Lock()
         self._cells: dict[str, Cell] = {}
         self._probes = _ProbeSlots()
+        _live_stores.add(self)
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def cell(self, name: str) -> Cell:
         cell = self._cells.get(name)
@@ -234,6 +255,12 @@ class CacheStore(BreakerStore):
         self._healthy = True
         self._retry_at = 0.0
         self._down_since = 0.0
+        _live_stores.add(self)
+
+    def after_fork(self) -> None:
+        self._lock = threading.RLock()
+        for cell in self._cells.values():
+            cell.sync_due = -math.inf  # the child reads the shared state on first use
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, clock: Clock | None = None) -> CacheStore:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -167,3 +170,40 @@ def test_operators_flipping_state_while_threads_call(make_breaker):
     assert len(snap.transitions) <= 10
     assert snap.state in (State.CLOSED, State.OPEN)
     assert not snap.forced
+
+
+def test_a_fork_while_another_thread_holds_the_locks_does_not_deadlock_the_child(make_breaker):
+    breaker = make_breaker(failure_threshold=1)
+    store = breaker.store
+    held, release = threading.Event(), threading.Event()
+
+    def hold_locks():
+        with store._lock, breaker._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_locks)
+    holder.start()
+    assert held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread does not exist here
+        code = 1
+        try:
+            breaker.force_open()
+            code = 0 if breaker.state is State.OPEN else 2
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child deadlocked on a lock copied while held")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert breaker.state is State.CLOSED  # the parent is untouched
