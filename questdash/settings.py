@@ -40,6 +40,15 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 
+# Behind TLS in production, DJANGO_SECURE=true turns on secure cookies, HSTS
+# and the HTTPS redirect (health and metrics probes stay on plain HTTP).
+if env_bool("DJANGO_SECURE"):
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^ht/", r"^metrics$"]
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 3600
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -172,7 +181,7 @@ RESILIENCE = {
 
 # Celery (questdash/celery.py): Redis when REDIS_URL is set, else kombu's
 # filesystem transport under var/, so the demo runs without Redis.
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+CELERY_BROKER_URL = REDIS_URL or "filesystem://localhost//"
 if not REDIS_URL:
     _CELERY_DIR = VAR_DIR / "celery"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -180,6 +189,7 @@ if not REDIS_URL:
         "data_folder_out": str(_CELERY_DIR / "queue"),
         "control_folder": str(_CELERY_DIR / "control"),
         "store_processed": False,
+        "polling_interval": 0.2,  # the folder is polled: keep the delay well under an interval
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # the results are the cached copies, not task results
