@@ -39,6 +39,7 @@ from typing import Any, ParamSpec, TypeVar
 from django.utils.module_loading import import_string
 
 from .clock import SYSTEM_CLOCK, Clock
+from .conf import DEFAULTS
 from .errors import CircuitOpenError, describe, is_connection_error, scrub
 from .logs import log_event
 from .registry import all_breakers, get_breaker
@@ -346,7 +347,9 @@ class CircuitBreaker:
         self.recovery_timeout = float(recovery_timeout)
         self.half_open_max_calls = int(half_open_max_calls)
         self.backoff_multiplier = float(backoff_multiplier)
-        self.max_recovery_timeout = float(max_recovery_timeout or recovery_timeout)
+        if max_recovery_timeout is None:  # the settings default, or longer if recovery is
+            max_recovery_timeout = max(recovery_timeout, DEFAULTS["MAX_RECOVERY_TIMEOUT"])
+        self.max_recovery_timeout = float(max(max_recovery_timeout, recovery_timeout))
         self.failure_rate_threshold = failure_rate_threshold
         self.minimum_calls = max(1, int(minimum_calls))
         self.clock = clock or SYSTEM_CLOCK
@@ -796,7 +799,7 @@ class CircuitBreaker:
         opened_at = max(now, prev.opened_at or 0.0)
         duration = min(
             self.recovery_timeout * self.backoff_multiplier ** max(0, trips - 1),
-            max(self.max_recovery_timeout, self.recovery_timeout),
+            self.max_recovery_timeout,
         )
         record = Record(
             epoch=prev.epoch + 1,
