@@ -25,7 +25,6 @@ import functools
 import inspect
 import itertools
 import logging
-import math
 import os
 import threading
 import weakref
@@ -38,7 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from django.utils.module_loading import import_string
 
-from .clock import SYSTEM_CLOCK, Clock
+from .clock import SYSTEM_CLOCK, Clock, iso_utc
 from .conf import DEFAULTS
 from .errors import CircuitOpenError, describe, is_connection_error, scrub
 from .logs import log_event
@@ -137,7 +136,7 @@ class Transition:
         return {
             "from": self.from_state,
             "to": self.to_state,
-            "at": self.at_dt.isoformat() if self.at_dt else None,
+            "at": iso_utc(self.at),
             "reason": self.reason,
             "forced": self.forced,
             "observed": self.observed,
@@ -189,10 +188,6 @@ class BreakerSnapshot:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (times as ISO-8601 UTC)."""
 
-        def iso(value: float | None) -> str | None:
-            moment = _utc(value)
-            return moment.isoformat() if moment else None
-
         return {
             "name": self.name,
             "state": self.state.value,
@@ -201,12 +196,12 @@ class BreakerSnapshot:
             "failure_threshold": self.failure_threshold,
             "recovery_timeout": self.recovery_timeout,
             "half_open_max_calls": self.half_open_max_calls,
-            "opened_at": iso(self.opened_at),
-            "next_probe_at": iso(self.next_probe_at),
-            "last_transition_at": iso(self.last_transition_at),
+            "opened_at": iso_utc(self.opened_at),
+            "next_probe_at": iso_utc(self.next_probe_at),
+            "last_transition_at": iso_utc(self.last_transition_at),
             "last_error": self.last_error,
             "last_error_type": self.last_error_type,
-            "last_failure_at": iso(self.last_failure_at),
+            "last_failure_at": iso_utc(self.last_failure_at),
             "failure_rate": self.failure_rate,
             "counters": dict(self.counters),
             "transitions": [t.as_dict() for t in self.transitions],
@@ -869,8 +864,8 @@ class CircuitBreaker:
             reason=transition.reason,
             forced=transition.forced,
             observed=transition.observed,
-            opened_at=_iso(rec.opened_at),
-            next_probe_at=_iso(rec.open_until) if rec.state is State.OPEN else None,
+            opened_at=iso_utc(rec.opened_at),
+            next_probe_at=iso_utc(rec.open_until) if rec.state is State.OPEN else None,
             error=rec.error,
             error_type=rec.error_type,
         )
@@ -883,9 +878,3 @@ class CircuitBreaker:
                 reason=transition.reason,
                 transition=transition,
             )
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None or math.isinf(timestamp):
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()

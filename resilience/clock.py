@@ -10,8 +10,10 @@ clock step would do harm.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time as _time
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 
@@ -87,3 +89,11 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(time={self._now:.3f})"
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with milliseconds ("2025-01-02T03:04:05.678Z")."""
+    if timestamp is None or math.isinf(timestamp):
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

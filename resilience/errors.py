@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 import time
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+
+from .clock import iso_utc
 
 MAX_ERROR_LENGTH = 500
 
@@ -86,14 +87,6 @@ def is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, GuardedCallError):
         return exc.connection_error
     return isinstance(exc, _connection_error_types())
-
-
-def _iso(timestamp: float) -> str:
-    return (
-        datetime.fromtimestamp(timestamp, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 class GuardedCallError(Exception):
@@ -223,7 +216,7 @@ class CircuitOpenError(OperationFailed):
         name = self.breaker_name
         if self.reason == "forced_open":
             return f"circuit breaker {name!r} is forced open; calls resume when it is reset"
-        when = "unknown" if self.next_probe_at is None else _iso(self.next_probe_at)
+        when = iso_utc(self.next_probe_at) or "unknown"
         state = "half-open and its probes are taken" if self.reason == "half_open" else "open"
         due = f"next probe due at {when}"
         if self.retry_after is not None:

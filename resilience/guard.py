@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from .breaker import CircuitBreaker, Permit, decorate
-from .clock import Clock
+from .clock import Clock, iso_utc
 from .conf import breaker_config
 from .deadline import (
     Deadline,
@@ -145,7 +145,7 @@ class Guard:
             return breaker.acquire()
         except CircuitOpenError as exc:
             exc.operation = self.operation
-            self._log(breaker, exc, logging.WARNING, next_probe_at=exc.next_probe_at)
+            self._log(breaker, exc, logging.WARNING, next_probe_at=iso_utc(exc.next_probe_at))
             raise
 
     def _failed(
