@@ -175,6 +175,15 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
                 "database cache for CacheStore, or LocalStore for a single process.",
             )
         )
+    if backend.endswith("FileBasedCache"):
+        problems.append(
+            (
+                "W003",
+                f"{where} shares breaker state through cache {alias!r} ({backend}), whose add() "
+                "is not atomic across processes: two processes may probe in one window.",
+                "Use Redis, Memcached or the database cache when several processes share a breaker.",
+            )
+        )
     return problems
 
 

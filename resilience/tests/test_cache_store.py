@@ -294,3 +294,58 @@ def test_outage_logging_does_not_spam_on_every_operation(process, clock, caplog)
     warnings = [r for r in caplog.records if "store_unavailable" in r.getMessage()]
     assert len(warnings) == 1
     assert breaker.snapshot().failure_count == 50
+
+
+@pytest.fixture(params=["locmem", "filebased", "redis"])
+def any_cache(request, tmp_path):
+    """The same scenario over several of Django's cache backends."""
+    from django.core.cache.backends.filebased import FileBasedCache
+    from django.core.cache.backends.redis import RedisCache
+
+    if request.param == "locmem":
+        cache = LocMemCache(f"resilience-any-{next(_names)}", {})
+    elif request.param == "filebased":
+        cache = FileBasedCache(str(tmp_path / "cache"), {})
+    else:
+        cache = RedisCache(request.getfixturevalue("redis_url"), {})
+    cache.clear()
+    return cache
+
+
+def test_the_protocol_works_on_django_cache_backends(any_cache, clock):
+    def process():
+        store = CacheStore(cache=any_cache, clock=clock)
+        return CircuitBreaker(
+            "compat", failure_threshold=2, recovery_timeout=5, store=store, clock=clock
+        )
+
+    a, b = process(), process()
+    trip(a, 1)
+    trip(b, 1)
+    assert b.state is State.OPEN
+    assert process().state is State.OPEN  # a newcomer reads it
+    clock.advance(5)
+    probe = a.acquire()
+    with pytest.raises(CircuitOpenError):
+        b.acquire()
+    a.record_success(probe)
+    clock.advance(0.5)
+    assert b.call(lambda: "closed") == "closed"
+    assert b.snapshot().epoch == 2
+
+
+def test_records_expire_but_the_epoch_pointer_does_not(redis_url, clock):
+    import redis
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = RedisCache(redis_url, {"KEY_PREFIX": f"ttl{next(_names)}"})
+    breaker = CircuitBreaker(
+        "ttl", failure_threshold=1, store=CacheStore(cache=cache, clock=clock), clock=clock
+    )
+    trip(breaker, 1)
+    client = redis.Redis.from_url(redis_url)
+    keys = {key.decode(): client.ttl(key) for key in client.keys("*ttl*:resilience:ttl:*")}
+    pointer = [ttl for key, ttl in keys.items() if key.endswith(":epoch")]
+    records = [ttl for key, ttl in keys.items() if ":rec:" in key]
+    assert pointer == [-1]  # no expiry: the hint of where to look
+    assert records and all(0 < ttl <= 7 * 24 * 3600 for ttl in records)

@@ -166,6 +166,14 @@ def test_cache_store_on_a_process_local_cache_is_a_warning(settings):
     assert ids(check_settings()) == ["resilience.W002"]
 
 
+def test_cache_store_on_files_warns_that_add_is_not_atomic(settings, tmp_path):
+    backend = "django.core.cache.backends.filebased.FileBasedCache"
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+    settings.RESILIENCE = {"STORE": "resilience.stores.CacheStore"}
+    (message,) = check_settings()
+    assert message.id == "resilience.W003" and "not atomic" in message.msg
+
+
 def test_default_store_is_local(settings):
     settings.RESILIENCE = {}
     assert isinstance(get_breaker().store, LocalStore)
