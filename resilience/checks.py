@@ -181,7 +181,7 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
                 "W003",
                 f"{where} shares breaker state through cache {alias!r} ({backend}), whose add() "
                 "is not atomic across processes: two processes may probe in one window.",
-                "Use Redis, Memcached or the database cache when several processes share a breaker.",
+                "Use Redis, Memcached or the database cache when processes share a breaker.",
             )
         )
     return problems
