@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
-from django.template.response import TemplateResponse
+from django.http import HttpRequest
 
+from resilience.admin import PageAdmin
 from resilience.breaker import get_breaker
 
 from .chart import price_chart
@@ -33,19 +33,11 @@ def describe_age(seconds: float) -> str:
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
+class DashboardAdmin(PageAdmin):
+    page_template = "questdash/dashboard.html"
+    page_title = "QuestDB dashboard"
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def changelist_view(self, request, extra_context=None):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
+    def page_context(self, request: HttpRequest) -> dict:
         sections = []
         for slug, title in TITLES.items():
             envelope = section(slug).get()
@@ -59,20 +51,13 @@ class DashboardAdmin(admin.ModelAdmin):
             )
         by_slug = {s["slug"]: s for s in sections}
         stale = [s for s in sections if s["envelope"].status == "degraded"]
-        history = by_slug["price-history"]["envelope"].data or []
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "QuestDB dashboard",
-            "opts": self.model._meta,
+        return {
             "sections": [s for s in sections if s["slug"] != "price-history"],
-            "by_slug": by_slug,
-            "chart": price_chart(history),
+            "chart": price_chart(by_slug["price-history"]["envelope"].data or []),
             "chart_section": by_slug["price-history"],
             "breaker": get_breaker(QUESTDB_ALIAS).snapshot(),
             "stale": stale,
             "oldest": min(stale, key=lambda s: s["envelope"].cached_at) if stale else None,
             "missing": [s for s in sections if s["envelope"].status == "error"],
             "refresh_seconds": int(settings.DASHBOARD_REFRESH_INTERVAL),
-            **(extra_context or {}),
         }
-        return TemplateResponse(request, "questdash/dashboard.html", context)

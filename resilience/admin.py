@@ -23,8 +23,12 @@ ACTIONS = {
 REFRESH_SECONDS = 5
 
 
-@admin.register(CircuitBreaker)
-class CircuitBreakerAdmin(admin.ModelAdmin):
+class PageAdmin(admin.ModelAdmin):
+    """An admin entry for a table-less model that shows one page instead of a list."""
+
+    page_template: str
+    page_title: str
+
     def has_add_permission(self, request):
         return False
 
@@ -33,6 +37,27 @@ class CircuitBreakerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def page_context(self, request: HttpRequest) -> dict:
+        raise NotImplementedError
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": self.page_title,
+            "opts": self.model._meta,
+            **self.page_context(request),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, self.page_template, context)
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(PageAdmin):
+    page_template = "resilience/breakers.html"
+    page_title = "Circuit breakers"
 
     def has_control_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("resilience.control_circuitbreaker")
@@ -47,20 +72,13 @@ class CircuitBreakerAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def changelist_view(self, request, extra_context=None):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Circuit breakers",
-            "opts": self.model._meta,
+    def page_context(self, request: HttpRequest) -> dict:
+        return {
             "breakers": [b.snapshot() for b in all_breakers()],
             "actions": [(slug, label) for slug, (_, label) in ACTIONS.items()],
             "can_control": self.has_control_permission(request),
             "refresh_seconds": REFRESH_SECONDS,
-            **(extra_context or {}),
         }
-        return TemplateResponse(request, "resilience/breakers.html", context)
 
     def action_view(self, request, name: str, action: str):
         """POST only (CSRF is checked by the middleware), with the control permission."""
