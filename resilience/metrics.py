@@ -37,15 +37,9 @@ from django.core.cache import caches
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
 from django.views import View
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import signals
@@ -275,7 +269,7 @@ class _DefaultRegistry:
 
 
 class MetricsView(View):
-    """``GET /metrics``: the Prometheus text format.
+    """``GET /metrics``: the Prometheus text format (OpenMetrics when the scraper asks for it).
 
     ``fallbacks``: the names of the ``CachedFallback`` queries whose copy
     ages to report (an iterable or a callable returning one).
@@ -286,6 +280,7 @@ class MetricsView(View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         registry = scrape_registry(StateCollector(self.fallbacks))
-        response = HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        response = HttpResponse(encode(registry), content_type=content_type)
         response["Cache-Control"] = "no-store"
         return response

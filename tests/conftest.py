@@ -13,9 +13,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 
 from conftest import free_port
+from questdash import localdb
+from resilience.breaker import all_breakers
+from resilience.health import settle_probes
 
 from .toxiproxy import Proxy, Toxiproxy
 
@@ -63,3 +67,18 @@ def connect_attempts(monkeypatch) -> list[float]:
 
     monkeypatch.setattr(psycopg, "connect", counting_connect)
     return attempts
+
+
+@pytest.fixture
+def fresh_state(settings) -> Iterator[None]:
+    """QuestDB up, an empty cache, closed breakers, fast retries, no young-copy shortcut;
+    and no health probe left over afterwards."""
+    settings.DASHBOARD_FRESH_FOR = 0
+    settings.RESILIENCE = {**settings.RESILIENCE, "RETRY_WAITS": (0.01, 0.02), "CALL_DEADLINE": 4.0}
+    if not localdb.status().running:
+        localdb.start()
+    cache.clear()
+    for breaker in all_breakers():
+        breaker.reset()
+    yield
+    assert settle_probes(10), "a QuestDB health probe is still hanging"

@@ -19,11 +19,10 @@ from django.test import Client
 from health_check.exceptions import ServiceUnavailable
 
 from conftest import free_port
-from questdash import localdb
 from questdash.health import QuestDB, section_queries
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT
-from resilience.breaker import all_breakers, get_breaker
+from resilience.breaker import get_breaker
 from resilience.fallback import KEY_PREFIX
 from resilience.health import (
     BreakerState,
@@ -32,35 +31,17 @@ from resilience.health import (
     Heartbeat,
     record_heartbeat,
     redis_check,
-    settle_probes,
 )
 
 from .settings import TEST_ENV
 
 pytestmark = [
-    pytest.mark.usefixtures("questdb_server"),
+    pytest.mark.usefixtures("questdb_server", "fresh_state"),
     pytest.mark.django_db(transaction=True, databases=["default", "questdb"]),
 ]
 
 PASSWORD = TEST_ENV["QUESTDB_PASSWORD"]
 LIVE_KEYS = {"Database(alias='default')", "CacheRoundTrip(alias='default')"}
-
-
-@pytest.fixture(autouse=True)
-def clean_state(settings):
-    """QuestDB up, no copies, no heartbeat, closed breakers, fast retries; no probe left over."""
-    settings.RESILIENCE = {
-        **settings.RESILIENCE,
-        "RETRY_WAITS": (0.01, 0.02),
-        "CALL_DEADLINE": 4.0,
-    }
-    if not localdb.status().running:
-        localdb.start()
-    cache.clear()
-    for breaker in all_breakers():
-        breaker.reset()
-    yield
-    assert settle_probes(10), "a QuestDB health probe is still hanging"
 
 
 def warm() -> None:
