@@ -112,7 +112,12 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": VAR_DIR / "db.sqlite3",
-        "OPTIONS": {"timeout": 20},
+        # WAL: the web and worker processes read while one writes.
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
     },
     "questdb": {
         "ENGINE": "questdash.db.backend",

@@ -12,9 +12,11 @@ client-side socket deadline.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -30,24 +32,67 @@ def questdb_call(operation: str, fn: Callable[[], T], *, retry: bool = True) -> 
     return guarded(operation, fn, breaker_name=QUESTDB_ALIAS, retry=retry)
 
 
-@contextlib.contextmanager
-def socket_deadline(fileno: int, seconds: float) -> Iterator[None]:
-    """Shut the connection's socket if the server has not answered in time.
+class Watchdog:
+    """One thread that shuts the sockets of statements past their deadline.
 
     A paused (SIGSTOP) QuestDB still accepts TCP and never answers; the
     server-side statement_timeout cannot fire and psycopg waits for ever.
-    Shutting the socket from a timer wakes psycopg with an OperationalError.
+    Shutting the socket wakes psycopg with an OperationalError. One shared
+    thread that looks four times a second costs a lock per statement (a
+    quarter second of slack on a deadline of seconds); a Timer per statement,
+    or waking the thread for each, would cost a thread switch every time.
     """
 
-    def expire() -> None:
-        # OSError: the connection is already closed, nothing left to wake.
-        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
+    TICK = 0.25
 
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, int]] = {}  # ticket -> (monotonic due, fileno)
+        self._tickets = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, fileno: int, seconds: float) -> int:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():  # none yet, or forked
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="questdb-watchdog")
+                self._thread.daemon = True
+                self._thread.start()
+            ticket = next(self._tickets)
+            self._due[ticket] = (time.monotonic() + seconds, fileno)
+            return ticket
+
+    def release(self, ticket: int) -> None:
+        """After this returns, the ticket's socket is never shut: its fd may be reused."""
+        with self._lock:
+            self._due.pop(ticket, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK)
+            now = time.monotonic()
+            with self._lock:
+                for ticket, (due, fileno) in list(self._due.items()):
+                    if due <= now:
+                        del self._due[ticket]
+                        _shut(fileno)
+
+
+def _shut(fileno: int) -> None:
+    # OSError: the connection is already closed, nothing left to wake.
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+_watchdog = Watchdog()
+
+
+@contextlib.contextmanager
+def socket_deadline(fileno: int, seconds: float) -> Iterator[None]:
+    """Shut the connection's socket if the server has not answered in time."""
+    ticket = _watchdog.watch(fileno, seconds)
     try:
         yield
     finally:
-        timer.cancel()
+        _watchdog.release(ticket)
