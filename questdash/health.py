@@ -25,7 +25,7 @@ from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 
 from resilience.breaker import get_breaker
-from resilience.errors import CircuitOpenError, describe, scrub
+from resilience.errors import CircuitOpenError, describe
 from resilience.health import (
     BreakerState,
     CacheRoundTrip,
@@ -33,6 +33,7 @@ from resilience.health import (
     Heartbeat,
     bounded_call,
     describe_breaker,
+    one_line,
     redis_check,
 )
 
@@ -84,7 +85,9 @@ class QuestDB(HealthCheck):
             ) from None
         except Exception as exc:  # noqa: BLE001 - every failure is the finding
             raise ServiceUnavailable(
-                scrub(f"SELECT 1 failed: {describe(exc)} (circuit breaker {breaker.public_state})")
+                one_line(
+                    f"SELECT 1 failed: {describe(exc)} (circuit breaker {breaker.public_state})"
+                )
             ) from None
         if tuple(row or ()) != (1,):
             raise ServiceUnavailable(f"SELECT 1 returned {row!r}")

@@ -36,6 +36,7 @@ from health_check import HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
 from .breaker import all_breakers, get_breaker
+from .clock import iso_utc
 from .errors import describe, scrub
 from .fallback import KEY_PREFIX as FALLBACK_KEY_PREFIX
 
@@ -45,14 +46,16 @@ HEARTBEAT_PREFIX = "resilience:heartbeat:"
 
 
 def _iso(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "unknown"
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_utc(timestamp) or "unknown"
+
+
+def one_line(text: str) -> str:
+    """A driver's multi-line message on one line, scrubbed of secrets."""
+    return " ".join(scrub(text).split())
 
 
 def _unavailable(message: str) -> ServiceUnavailable:
-    return ServiceUnavailable(scrub(message))
+    return ServiceUnavailable(one_line(message))
 
 
 # --- breakers -------------------------------------------------------------------------
@@ -70,12 +73,14 @@ def describe_breaker(breaker: Any, now: float | None = None) -> str:
         parts.append(f"opened at {_iso(snap.opened_at)}")
     if snap.last_error:
         parts.append(f"last error: {snap.last_error}")
-    if snap.next_probe_at is not None:
-        wait = max(0.0, snap.next_probe_at - now)
+    if snap.next_probe_at is not None and snap.next_probe_at > now:
+        wait = snap.next_probe_at - now
         parts.append(f"next probe at {_iso(snap.next_probe_at)} (in {wait:.0f} s)")
+    elif snap.next_probe_at is not None:
+        parts.append("a probe may go through now")
     elif snap.forced:
         parts.append("no probe until it is reset")
-    return scrub("; ".join(parts))
+    return one_line("; ".join(parts))
 
 
 @dataclasses.dataclass
