@@ -56,10 +56,11 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
+        self.output = log.open("w")
         self.process = subprocess.Popen(
             [CELERY, "-A", "questdash", "worker", "-B", "--loglevel", "INFO",
              "--concurrency", "2", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=self.output, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
 
@@ -84,6 +85,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+        self.output.close()
         assert PASSWORD not in self.log.read_text()
 
 

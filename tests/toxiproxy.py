@@ -57,6 +57,7 @@ class Toxiproxy:
                 return
             except OSError:
                 time.sleep(0.05)
+        self.stop()  # never leave a server behind a failed start
         raise RuntimeError(f"toxiproxy-server did not answer on port {self.port}")
 
     def stop(self) -> None:
