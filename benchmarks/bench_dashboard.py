@@ -107,13 +107,16 @@ def main() -> None:
           f"median of {ROUNDS} rounds, microseconds per call\n")  # fmt: skip
     for name, value in rows.items():
         print(f"{name:<42}{value:>10,.0f}")
-    base = rows["raw psycopg"]
-    up = rows["API request, QuestDB up"]
     print("\nratios")
-    print(f"{'QuestDB engine / raw psycopg':<42}{rows['QuestDB engine (guarded)'] / base:>10.2f}x")
-    print(f"{'cached fallback / raw psycopg':<42}{rows['cached fallback, fresh query'] / base:>10.2f}x")
-    print(f"{'API, outage / API, healthy':<42}"
-          f"{rows['API request, QuestDB down, breaker open'] / up:>10.2f}x")  # fmt: skip
+    for top, bottom in RATIOS:
+        print(f"{top + ' / ' + bottom:<62}{rows[top] / rows[bottom]:>8.2f}x")
+
+
+RATIOS = [
+    ("QuestDB engine (guarded)", "raw psycopg"),
+    ("cached fallback, fresh query", "raw psycopg"),
+    ("API request, QuestDB down, breaker open", "API request, QuestDB up"),
+]
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .breaker import get_breaker
 from .errors import CircuitOpenError, describe, scrub
 from .guard import guarded
 from .logs import log_event, log_failure
+from .signals import fallback_served
 
 logger = logging.getLogger("resilience.fallback")
 
@@ -159,6 +160,11 @@ class CachedFallback:
         self, copy: Copy | None, reason: str, retry_after: int | None = None, *, log: bool = True
     ) -> Envelope:
         state = self._breaker_state()
+        if log:
+            fallback_served.send(
+                self, query=self.name, status="error" if copy is None else "degraded",
+                reason=reason, cached_at=copy.cached_at if copy else None,
+            )  # fmt: skip
         if copy is None:
             if log:
                 log_event(logger, logging.WARNING, "resilience.fallback.no_copy",

@@ -185,17 +185,8 @@ def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: An
     RETRIES.labels(name, operation or "unknown").inc()
 
 
-FALLBACK_EVENTS = {"resilience.fallback.served": "degraded", "resilience.fallback.no_copy": "error"}
-
-
-class FallbackEventHandler(logging.Handler):
-    """Counts the fallback's own log events (it has no signals): one per answer not fresh."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        status = FALLBACK_EVENTS.get(getattr(record, "event_type", ""))
-        data = getattr(record, "data", None)
-        if status and isinstance(data, dict):
-            FALLBACK_SERVED.labels(str(data.get("query", "unknown")), status).inc()
+def _on_fallback_served(sender: Any, query: str, status: str, **kwargs: Any) -> None:
+    FALLBACK_SERVED.labels(query, status).inc()
 
 
 def _timer(alias: str) -> Callable[..., Any]:
@@ -241,7 +232,7 @@ def install(*, time_databases: Iterable[str] = ()) -> None:
     signals.call_rejected.connect(_on_call_rejected, dispatch_uid=f"{uid}.rejected")
     signals.retry_attempted.connect(_on_retry, dispatch_uid=f"{uid}.retry")
     connection_created.connect(_on_connection_created, dispatch_uid=f"{uid}.timer")
-    logging.getLogger("resilience.fallback").addHandler(FallbackEventHandler())
+    signals.fallback_served.connect(_on_fallback_served, dispatch_uid=f"{uid}.fallback")
 
 
 # --- exposition ---------------------------------------------------------------------------

@@ -13,6 +13,9 @@ nothing for them.
 - ``call_succeeded(name)``: a call counted as a success.
 - ``retry_attempted(name, operation, attempt, wait, exception)``: the retry
   policy is about to wait and try again.
+- ``fallback_served(query, status, reason, cached_at)``: a ``CachedFallback``
+  answered without fresh data: ``status`` is "degraded" (the last good copy)
+  or "error" (no copy). The sender is the ``CachedFallback``.
 """
 
 from django.dispatch import Signal
@@ -22,3 +25,4 @@ call_rejected = Signal()
 call_failed = Signal()
 call_succeeded = Signal()
 retry_attempted = Signal()
+fallback_served = Signal()

@@ -12,16 +12,14 @@ import signal
 import threading
 import time
 
-import psycopg
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
 from questdash import dashboard, localdb
-from resilience.breaker import all_breakers, get_breaker
+from resilience.breaker import get_breaker
 from resilience.fallback import CachedFallback
 
 from .settings import TEST_ENV
@@ -36,20 +34,9 @@ SECTIONS = ["active-sessions", "latest-prices", "positions", "price-history"]
 
 
 @pytest.fixture(autouse=True)
-def clean_state(settings):
-    """Every test starts with QuestDB up, no copies, a closed breaker and fast retries."""
-    settings.DASHBOARD_FRESH_FOR = 0
-    settings.RESILIENCE = {
-        **settings.RESILIENCE,
-        "RECOVERY_TIMEOUT": 1.0,
-        "RETRY_WAITS": (0.01, 0.02, 0.05),
-        "CALL_DEADLINE": 4.0,
-    }
-    if not localdb.status().running:
-        localdb.start()
-    cache.clear()
-    for breaker in all_breakers():
-        breaker.reset()
+def quick_recovery(fresh_state, settings):
+    """fresh_state (tests/conftest.py), and a one-second recovery timeout."""
+    settings.RESILIENCE = {**settings.RESILIENCE, "RECOVERY_TIMEOUT": 1.0}
     yield
     if not localdb.status().running:
         localdb.start()
@@ -72,20 +59,6 @@ def staff(django_user_model):
     client = Client()
     client.force_login(user)
     return client
-
-
-@pytest.fixture
-def connect_attempts(monkeypatch):
-    """Counts real connection attempts to QuestDB (each still goes to the network)."""
-    attempts = []
-    real_connect = psycopg.connect
-
-    def counting_connect(*args, **kwargs):
-        attempts.append(time.monotonic())
-        return real_connect(*args, **kwargs)
-
-    monkeypatch.setattr(psycopg, "connect", counting_connect)
-    return attempts
 
 
 def get_json(client, name):
