@@ -14,4 +14,5 @@ manage createcachetable
 manage collectstatic --noinput -v 0
 manage demo_login
 log "Dashboard: http://127.0.0.1:${PORT:-8000}/admin/questdash/dashboard/  (Ctrl-C stops everything; QuestDB keeps running: manage.py questdb stop)"
-exec "$VENV/bin/honcho" start -f Procfile -p "${PORT:-8000}"
+export PORT="${PORT:-8000}"
+exec "$VENV/bin/python" scripts/supervise.py Procfile
