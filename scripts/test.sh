@@ -25,7 +25,6 @@ ensure_toxiproxy() {
 ensure_venv
 ensure_redis
 ensure_toxiproxy
-manage questdb fetch
 log "Linting"
 "$VENV/bin/ruff" check .
 log "Running the tests"
