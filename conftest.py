@@ -92,3 +92,35 @@ def questdb_server(django_db_blocker) -> Iterator[None]:
         call_command("questdb", "seed")
     yield
     call_command("questdb", "stop")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_password_in_any_log_line() -> Iterator[None]:
+    """Every log record of the run, tracebacks included, rendered as the product renders
+    it, is searched for the QuestDB password (a distinctive one in tests/settings.py)."""
+    import logging
+
+    from django.conf import settings
+
+    from resilience.logs import JsonFormatter
+
+    leaks: list[str] = []
+
+    class Canary(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = self.format(record)
+            if settings.QUESTDB_PASSWORD in text:
+                leaks.append(text)
+
+    canary = Canary(level=logging.DEBUG)
+    canary.setFormatter(JsonFormatter())
+    loggers = [logging.getLogger(name) for name in ("resilience", "questdash")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)  # tracebacks too
+    logging.getLogger().addHandler(canary)
+    yield
+    logging.getLogger().removeHandler(canary)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+    assert len(settings.QUESTDB_PASSWORD) > 8 and not leaks, leaks[:3]
