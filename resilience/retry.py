@@ -177,9 +177,15 @@ class RetryRun:
             self.start_attempt()
             return fn()
 
-        retrying = Retrying(sleep=self.clock.sleep, **self.strategies())
+        # One attempt (every statement the QuestDB engine guards) needs none of
+        # tenacity's machinery, which would cost more than the guard itself.
+        retrying = (
+            attempt
+            if self.policy.attempts <= 1
+            else Retrying(sleep=self.clock.sleep, **self.strategies()).wraps(attempt)
+        )
         try:
-            return retrying(attempt)
+            return retrying()
         except Exception as exc:
             failure = self.give_up(exc)
             if failure is exc:
