@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from questdash.db.backend.operations import as_utc
 from questdash.db.router import QUESTDB_ALIAS
 
 Row = dict[str, Any]
@@ -23,14 +24,7 @@ def _query(sql: str, params: list | tuple = ()) -> list[Row]:
     with connections[QUESTDB_ALIAS].cursor() as cursor:
         cursor.execute(sql, params)
         columns = [col.name for col in cursor.description]
-        return [dict(zip(columns, map(_utc, row), strict=True)) for row in cursor.fetchall()]
-
-
-def _utc(value: Any) -> Any:
-    """QuestDB timestamps are UTC without a zone: say so."""
-    if isinstance(value, datetime.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=datetime.UTC)
-    return value
+        return [dict(zip(columns, map(as_utc, row), strict=True)) for row in cursor.fetchall()]
 
 
 def _placeholders(values: list) -> str:

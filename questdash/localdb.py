@@ -201,11 +201,17 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _read_pid() -> int | None:
+    """The pid in the pid file, if that process is alive and really our QuestDB.
+
+    After a reboot the number may belong to something else: never signal that.
+    """
     try:
         pid = int(paths().pid.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    ours = b"io.questdb/io.questdb.ServerMain" in cmdline and str(paths().data).encode() in cmdline
+    return pid if ours and _pid_alive(pid) else None
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:

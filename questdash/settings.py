@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,6 +20,18 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 def env_bool(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_number(name: str, default: str | float, kind: type = float):
+    """A number from the environment, or a startup error that names the variable."""
+    raw = os.environ.get(name, str(default))
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a valid {kind.__name__}: set it to a number such as "
+            f"{default}, or unset it for the default."
+        ) from None
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -94,19 +107,19 @@ TEMPLATES = [
 
 # --- QuestDB -----------------------------------------------------------------
 QUESTDB_HOST = os.environ.get("QUESTDB_HOST", "127.0.0.1")
-QUESTDB_PORT = int(os.environ.get("QUESTDB_PORT", "8812"))
+QUESTDB_PORT = env_number("QUESTDB_PORT", "8812", int)
 QUESTDB_USER = os.environ.get("QUESTDB_USER", "admin")
 QUESTDB_PASSWORD = os.environ.get("QUESTDB_PASSWORD", "quest")
 QUESTDB_DATABASE = os.environ.get("QUESTDB_DATABASE", "qdb")
 # The local server that `manage.py questdb start` runs (not used in production).
-QUESTDB_HTTP_PORT = int(os.environ.get("QUESTDB_HTTP_PORT", "9000"))
-QUESTDB_HEALTH_PORT = int(os.environ.get("QUESTDB_HEALTH_PORT", "9003"))
-QUESTDB_ILP_PORT = int(os.environ.get("QUESTDB_ILP_PORT", "9009"))
+QUESTDB_HTTP_PORT = env_number("QUESTDB_HTTP_PORT", "9000", int)
+QUESTDB_HEALTH_PORT = env_number("QUESTDB_HEALTH_PORT", "9003", int)
+QUESTDB_ILP_PORT = env_number("QUESTDB_ILP_PORT", "9009", int)
 QUESTDB_DATA_DIR = Path(os.environ.get("QUESTDB_DATA_DIR", VAR_DIR / "questdb"))
 QUESTDB_HEAP = os.environ.get("QUESTDB_HEAP", "512m")
 
-CONNECT_TIMEOUT = float(os.environ.get("RESILIENCE_CONNECT_TIMEOUT", "3"))
-QUERY_TIMEOUT = float(os.environ.get("RESILIENCE_QUERY_TIMEOUT", "5"))
+CONNECT_TIMEOUT = env_number("RESILIENCE_CONNECT_TIMEOUT", "3", float)
+QUERY_TIMEOUT = env_number("RESILIENCE_QUERY_TIMEOUT", "5", float)
 
 DATABASES = {
     "default": {
@@ -143,12 +156,12 @@ DATABASES = {
 }
 # --- Dashboard -------------------------------------------------------------------
 # The story's hard-coded "LIMIT 50", and the other limits, as settings.
-DASHBOARD_ACTIVE_SESSIONS_LIMIT = int(os.environ.get("DASHBOARD_ACTIVE_SESSIONS_LIMIT", "50"))
-DASHBOARD_POSITIONS_LIMIT = int(os.environ.get("DASHBOARD_POSITIONS_LIMIT", "200"))
-DASHBOARD_CHART_MINUTES = int(os.environ.get("DASHBOARD_CHART_MINUTES", "120"))
-DASHBOARD_REFRESH_INTERVAL = float(os.environ.get("DASHBOARD_REFRESH_INTERVAL", "15"))
+DASHBOARD_ACTIVE_SESSIONS_LIMIT = env_number("DASHBOARD_ACTIVE_SESSIONS_LIMIT", "50", int)
+DASHBOARD_POSITIONS_LIMIT = env_number("DASHBOARD_POSITIONS_LIMIT", "200", int)
+DASHBOARD_CHART_MINUTES = env_number("DASHBOARD_CHART_MINUTES", "120", int)
+DASHBOARD_REFRESH_INTERVAL = env_number("DASHBOARD_REFRESH_INTERVAL", "15", float)
 # A copy this young is served as fresh: a burst of requests makes one query.
-DASHBOARD_FRESH_FOR = float(os.environ.get("DASHBOARD_FRESH_FOR", "2"))
+DASHBOARD_FRESH_FOR = env_number("DASHBOARD_FRESH_FOR", "2", float)
 
 DATABASE_ROUTERS = ["questdash.db.router.QuestDBRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -182,6 +195,8 @@ RESILIENCE = {
     "STORE": "resilience.stores.CacheStore" if REDIS_URL else "resilience.stores.LocalStore",
     "CONNECT_TIMEOUT": CONNECT_TIMEOUT,
     "QUERY_TIMEOUT": QUERY_TIMEOUT,
+    # Named here so every process has it from the start: header, admin page, metrics.
+    "BREAKERS": {"questdb": {}},
 }
 
 # Celery (questdash/celery.py): Redis when REDIS_URL is set, else kombu's
@@ -213,14 +228,14 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Health checks and metrics (/ht/, /ht/live/, /metrics) ---------------------
 # /ht/ fails when the beat's last run, or a section's last good copy, is older.
-HEALTH_HEARTBEAT_MAX_AGE = float(
-    os.environ.get("HEALTH_HEARTBEAT_MAX_AGE", 3 * DASHBOARD_REFRESH_INTERVAL + 15)
+HEALTH_HEARTBEAT_MAX_AGE = env_number(
+    "HEALTH_HEARTBEAT_MAX_AGE", 3 * DASHBOARD_REFRESH_INTERVAL + 15, float
 )
-HEALTH_FRESHNESS_MAX_AGE = float(
-    os.environ.get("HEALTH_FRESHNESS_MAX_AGE", 4 * DASHBOARD_REFRESH_INTERVAL + 30)
+HEALTH_FRESHNESS_MAX_AGE = env_number(
+    "HEALTH_FRESHNESS_MAX_AGE", 4 * DASHBOARD_REFRESH_INTERVAL + 30, float
 )
 # The QuestDB check answers within this many seconds, even when QuestDB hangs.
-HEALTH_QUESTDB_TIMEOUT = float(os.environ.get("HEALTH_QUESTDB_TIMEOUT", "0.8"))
+HEALTH_QUESTDB_TIMEOUT = env_number("HEALTH_QUESTDB_TIMEOUT", "0.8", float)
 
 # --- Auth, i18n, static --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -18,7 +18,7 @@ def envelope_response(envelope: Envelope) -> JsonResponse:
         envelope.as_dict(), status=envelope.http_status, encoder=DjangoJSONEncoder
     )
     if envelope.status == "error":
-        response["Retry-After"] = str(envelope.retry_after or 5)
+        response["Retry-After"] = str(envelope.retry_after)
     return response
 
 

@@ -41,6 +41,11 @@ class PageAdmin(admin.ModelAdmin):
     def page_context(self, request: HttpRequest) -> dict:
         raise NotImplementedError
 
+    def get_urls(self):
+        """The page alone: no add, change, history or delete views of rows that do not exist."""
+        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
+
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from django.core.cache import caches
 
 from .breaker import get_breaker
-from .errors import CircuitOpenError, describe, scrub
+from .errors import CircuitOpenError, describe, is_connection_error, scrub
 from .guard import guarded
 from .logs import log_event, log_failure
 from .signals import fallback_served
@@ -36,6 +36,7 @@ Runner = Callable[[str, Callable[[], Any]], Any]
 
 KEY_PREFIX = "resilience:lastgood:"
 LOCK_PREFIX = "resilience:refreshing:"
+DEFAULT_RETRY_AFTER = 5  # seconds, when no probe time is known
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,31 @@ class Copy:
     cached_at: datetime.datetime
 
 
+def read_copy(name: str, cache_alias: str = "default") -> Copy | None:
+    """The last good copy of query ``name`` (cache errors propagate: callers decide)."""
+    stored = caches[cache_alias].get(KEY_PREFIX + name)
+    return Copy(**stored) if isinstance(stored, dict) else None
+
+
+class _CacheHealth:
+    """Logs a cache outage once, and its end once, however many calls fail meanwhile."""
+
+    down = False
+
+    @classmethod
+    def failed(cls, exc: BaseException, operation: str) -> None:
+        if not cls.down:
+            cls.down = True
+            log_failure(logger, "resilience.fallback.cache_unavailable", exc,
+                        operation=operation, level=logging.WARNING)  # fmt: skip
+
+    @classmethod
+    def worked(cls) -> None:
+        if cls.down:
+            cls.down = False
+            log_event(logger, logging.INFO, "resilience.fallback.cache_recovered")
+
+
 class CachedFallback:
     """One named query with its last-known-good copy."""
 
@@ -110,8 +136,18 @@ class CachedFallback:
         return KEY_PREFIX + self.name
 
     def last_good(self) -> Copy | None:
-        stored = self.cache.get(self.key)
-        return Copy(**stored) if stored else None
+        """The copy; None when there is none or the cache cannot be read (then QuestDB answers)."""
+        try:
+            copy = read_copy(self.name, self.cache_alias)
+        except Exception as exc:  # noqa: BLE001 - a dead cache must not break the page
+            _CacheHealth.failed(exc, f"read {self.name}")
+            return None
+        _CacheHealth.worked()
+        return copy
+
+    def serve_copy(self, reason: str) -> Envelope:
+        """The copy without asking QuestDB: when another section just found it down."""
+        return self._degraded(self.last_good(), reason)
 
     def get(self) -> Envelope:
         """What a request shows: a young copy, or a refresh by one caller for all."""
@@ -147,11 +183,19 @@ class CachedFallback:
         except CircuitOpenError as exc:
             return self._degraded(copy, f"circuit_open: {exc}", retry_after=exc.retry_after)
         except Exception as exc:  # noqa: BLE001 - any failure degrades; the guard logged it
-            return self._degraded(copy, f"database_unavailable: {scrub(describe(exc))}")
+            unreachable = getattr(exc, "connection_error", False) or is_connection_error(exc)
+            kind = "database_unavailable" if unreachable else "query_error"
+            return self._degraded(copy, f"{kind}: {scrub(describe(exc))}")
         fresh = Copy(data=list(data), cached_at=datetime.datetime.now(datetime.UTC))
         if fresh.data or copy is None or not copy.data:
-            self.cache.set(self.key, {"data": fresh.data, "cached_at": fresh.cached_at}, None)
+            self._store(fresh)
         return self._ok(fresh)
+
+    def _store(self, copy: Copy) -> None:
+        try:
+            self.cache.set(self.key, {"data": copy.data, "cached_at": copy.cached_at}, None)
+        except Exception as exc:  # noqa: BLE001 - the fresh answer is still served
+            _CacheHealth.failed(exc, f"store {self.name}")
 
     def _ok(self, copy: Copy) -> Envelope:
         return Envelope("ok", copy.data, copy.cached_at, None, self._breaker_state())
@@ -169,7 +213,7 @@ class CachedFallback:
             if log:
                 log_event(logger, logging.WARNING, "resilience.fallback.no_copy",
                           query=self.name, reason=reason)  # fmt: skip
-            return Envelope("error", None, None, reason, state, retry_after or 5)
+            return Envelope("error", None, None, reason, state, retry_after or DEFAULT_RETRY_AFTER)
         if log:
             log_event(logger, logging.WARNING, "resilience.fallback.served",
                       query=self.name, cached_at=copy.cached_at.isoformat(),
@@ -188,15 +232,17 @@ class CachedFallback:
         try:
             acquired = self.cache.add(LOCK_PREFIX + self.name, token, self.lock_timeout)
         except Exception as exc:  # noqa: BLE001 - a dead cache must not stop the query
-            log_failure(logger, "resilience.fallback.lock_unavailable", exc,
-                        operation=f"lock {self.name}", level=logging.WARNING)  # fmt: skip
+            _CacheHealth.failed(exc, f"lock {self.name}")
             return token
         return token if acquired else None
 
     def _unlock(self, token: str) -> None:
         key = LOCK_PREFIX + self.name
-        if self.cache.get(key) == token:
-            self.cache.delete(key)
+        try:
+            if self.cache.get(key) == token:
+                self.cache.delete(key)
+        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
+            _CacheHealth.failed(exc, f"unlock {self.name}")
 
     def _wait_for_refresh(
         self, since: datetime.datetime | None, budget: float = 3.0
@@ -207,6 +253,9 @@ class CachedFallback:
             copy = self.last_good()
             if copy is not None and (since is None or copy.cached_at > since):
                 return copy
-            if self.cache.get(LOCK_PREFIX + self.name) is None:
+            try:
+                if self.cache.get(LOCK_PREFIX + self.name) is None:
+                    return None
+            except Exception:  # noqa: BLE001 - logged by last_good; stop waiting
                 return None
         return None

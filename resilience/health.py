@@ -38,7 +38,7 @@ from health_check.exceptions import ServiceUnavailable
 from .breaker import all_breakers, get_breaker
 from .clock import iso_utc
 from .errors import describe, scrub
-from .fallback import KEY_PREFIX as FALLBACK_KEY_PREFIX
+from .fallback import read_copy
 
 T = TypeVar("T")
 
@@ -155,10 +155,10 @@ class FallbackFreshness(HealthCheck):
 
     def run(self) -> None:
         try:
-            stored = caches[self.cache_alias].get(FALLBACK_KEY_PREFIX + self.query)
+            copy = read_copy(self.query, self.cache_alias)
         except Exception as exc:
             raise _unavailable(f"cannot read the copy of {self.query!r}: {describe(exc)}") from exc
-        cached_at = stored.get("cached_at") if isinstance(stored, dict) else None
+        cached_at = copy.cached_at if copy else None
         _age_check(
             f"the last good copy of {self.query!r}",
             cached_at.timestamp() if cached_at else None,
@@ -229,6 +229,16 @@ class _Flight:
 
 _flights: dict[str, _Flight] = {}
 _flights_lock = threading.Lock()
+
+
+def _forget_flights_after_fork() -> None:
+    """A forked child has none of its parent's probe threads, nor a lock one may hold."""
+    global _flights_lock
+    _flights.clear()
+    _flights_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_flights_after_fork)
 
 
 def bounded_call(key: str, fn: Callable[[], T], timeout: float) -> T:

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.core.cache import caches
 from django.db.backends.signals import connection_created
 from django.http import HttpRequest, HttpResponse
 from django.views import View
@@ -44,8 +43,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import signals
 from .breaker import all_breakers
-from .fallback import KEY_PREFIX as FALLBACK_KEY_PREFIX
-from .logs import log_event
+from .fallback import read_copy
+from .logs import log_failure
 
 logger = logging.getLogger("resilience.metrics")
 
@@ -143,20 +142,18 @@ class StateCollector:
         )
         for name in self.fallback_names():
             try:
-                stored = caches[self.cache_alias].get(FALLBACK_KEY_PREFIX + name)
+                copy = read_copy(name, self.cache_alias)
             except Exception as exc:  # noqa: BLE001 - a dead cache leaves the ages out
                 self._scrape_error("fallback", name, exc)
                 break
-            cached_at = stored.get("cached_at") if isinstance(stored, dict) else None
-            if cached_at is not None:
-                age.add_metric([name], max(0.0, time.time() - cached_at.timestamp()))
+            if copy is not None:
+                age.add_metric([name], max(0.0, time.time() - copy.cached_at.timestamp()))
         yield age
 
     @staticmethod
     def _scrape_error(kind: str, name: str, exc: Exception) -> None:
-        log_event(logger, logging.WARNING, "resilience.metrics.scrape_error",
-                  kind=kind, name=name, error=str(exc) or type(exc).__name__,
-                  error_type=type(exc).__name__)  # fmt: skip
+        log_failure(logger, "resilience.metrics.scrape_error", exc,
+                    operation=f"scrape {kind} {name}", level=logging.WARNING)  # fmt: skip
 
 
 # --- events -------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ Every response says each breaker's state in the X-Circuit-Breaker header.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -17,6 +15,7 @@ from django.template.response import TemplateResponse
 
 from .breaker import all_breakers
 from .errors import CircuitOpenError, OperationFailed, describe, is_connection_error, scrub
+from .fallback import DEFAULT_RETRY_AFTER
 from .logs import log_failure
 
 logger = logging.getLogger("resilience.middleware")
@@ -25,18 +24,16 @@ HEADER = "X-Circuit-Breaker"
 
 
 def is_dependency_failure(exc: BaseException) -> bool:
-    return isinstance(exc, (CircuitOpenError, OperationFailed)) or is_connection_error(exc)
+    """A dependency that cannot be reached (not a bug in a query: that stays a 500)."""
+    if isinstance(exc, CircuitOpenError):
+        return True
+    if isinstance(exc, OperationFailed):
+        return exc.connection_error
+    return is_connection_error(exc)
 
 
 def breaker_header() -> str:
     return ", ".join(f"{b.name}={b.public_state}" for b in all_breakers())
-
-
-def retry_after(exc: BaseException) -> int:
-    next_probe_at = getattr(exc, "next_probe_at", None)
-    if next_probe_at:
-        return max(1, math.ceil(next_probe_at - time.time()))
-    return 5
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -80,5 +77,7 @@ class BreakerMiddleware:
                 {"reason": reason, "breakers": breakers, "title": "Service degraded"},
                 status=503,
             )
-        response["Retry-After"] = str(retry_after(exception))
+        response["Retry-After"] = str(
+            getattr(exception, "retry_after", None) or DEFAULT_RETRY_AFTER
+        )
         return response

@@ -15,11 +15,13 @@ import time
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
 from questdash import dashboard, localdb
 from resilience.breaker import get_breaker
+from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
 
 from .settings import TEST_ENV
@@ -121,12 +123,14 @@ def test_breaker_opens_at_threshold_then_no_connection_reaches_questdb(staff, co
     threshold = get_breaker("questdb").snapshot().failure_threshold
     get_json(staff, "latest-prices")  # a copy to fall back on
     localdb.stop()
+    connections["questdb"].close()  # so that every attempt is a connect, and counted
     connect_attempts.clear()
     for _ in range(threshold):
         _, body = get_json(staff, "latest-prices")
         assert body["status"] == "degraded"
     assert get_breaker("questdb").public_state == "open"
-    assert len(connect_attempts) >= threshold  # each call really tried (and retried)
+    attempts = breaker_config("questdb")["RETRY_ATTEMPTS"]
+    assert len(connect_attempts) == threshold * attempts  # each call tried, and retried
 
     connect_attempts.clear()
     for _ in range(10):
@@ -150,6 +154,48 @@ def test_recovery_closes_the_breaker_and_status_returns_to_ok(staff):
     assert body["status"] == "ok"
     assert body["breaker"] == "closed"
     assert breaker.public_state == "closed"
+
+
+def test_the_dashboard_page_stops_asking_once_questdb_is_found_down(staff, connect_attempts):
+    for name in SECTIONS:
+        get_json(staff, name)
+    localdb.stop()
+    connections["questdb"].close()  # so that every attempt is a connect, and counted
+    connect_attempts.clear()
+    html = staff.get(DASHBOARD).content.decode()
+    assert connect_attempts and len(connect_attempts) == breaker_config("questdb")["RETRY_ATTEMPTS"]
+    assert html.count("pill status-degraded") == len(SECTIONS)
+
+
+def test_a_bad_query_is_a_django_error_not_an_outage(staff):
+    from django.db import DatabaseError
+
+    from questdash.models import Price
+    from resilience.errors import GuardedCallError
+
+    with pytest.raises(DatabaseError, match="Invalid column: no_such_column") as info:
+        list(Price.objects.raw("SELECT no_such_column FROM prices"))
+    assert not isinstance(info.value, GuardedCallError)  # Django's own error, as any backend
+    response = staff.get("/admin/questdash/dashboard/")
+    assert response.status_code == 200
+    snapshot = get_breaker("questdb").snapshot()
+    assert (snapshot.public_state, snapshot.failure_count) == ("closed", 0)
+
+
+def test_redis_down_while_questdb_is_up_still_serves_fresh_data(settings, staff, redis_server):
+    redis_cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                   "LOCATION": redis_server.url,
+                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}  # fmt: skip
+    settings.CACHES = {**settings.CACHES, "default": redis_cache}
+    assert get_json(staff, "latest-prices")[1]["status"] == "ok"
+    redis_server.stop()
+    try:
+        response, body = get_json(staff, "latest-prices")
+    finally:
+        redis_server.start()
+    assert response.status_code == 200
+    assert body["status"] == "ok"
+    assert body["data"]
 
 
 def test_paused_questdb_does_not_hang_a_request(staff):
@@ -183,7 +229,7 @@ def test_failure_and_empty_results_never_overwrite_the_copy(settings):
     failed = query.get()
     assert failed.status == "degraded"
     assert failed.data == [{"a": 1}]
-    assert failed.reason == "database_unavailable: Failed to get_overwrite_test: boom"
+    assert failed.reason == "query_error: Failed to get_overwrite_test: boom"
     assert query.last_good().data == [{"a": 1}]
 
 
@@ -293,7 +339,7 @@ def test_breaker_page_shows_state_error_and_transitions(staff):
         get_json(staff, "positions")
     html = staff.get(BREAKERS).content.decode()
     assert 'cb-pill cb-open">open' in html
-    assert "OperationalError" in html or "OperationFailed" in html
+    assert "OperationalError: connection failed" in html
     assert "closed</td><td>open" in html.replace("\n", "")
     assert PASSWORD not in html
     assert reverse("admin:resilience_circuitbreaker_action", args=["questdb", "reset"]) in html

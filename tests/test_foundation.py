@@ -113,7 +113,7 @@ def test_seed_is_idempotent():
     assert result.rows["prices"] == before == Price.objects.count()
 
 
-def test_start_and_stop_are_idempotent():
+def test_start_is_idempotent():
     status = localdb.status()
     assert status.running and status.pid
     assert localdb.start().pid == status.pid  # already running: same process

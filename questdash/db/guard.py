@@ -46,16 +46,19 @@ class Watchdog:
     TICK = 0.25
 
     def __init__(self) -> None:
-        self._due: dict[int, tuple[float, int]] = {}  # ticket -> (monotonic due, fileno)
         self._tickets = itertools.count()
+        self._start_afresh()
+        # A fork copies neither the thread nor a lock it may hold at that instant.
+        os.register_at_fork(after_in_child=self._start_afresh)
+
+    def _start_afresh(self) -> None:
+        self._due: dict[int, tuple[float, int]] = {}  # ticket -> (monotonic due, fileno)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def watch(self, fileno: int, seconds: float) -> int:
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():  # none yet, or forked
-                self._pid = os.getpid()
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="questdb-watchdog")
                 self._thread.daemon = True
                 self._thread.start()

@@ -19,12 +19,14 @@ from django.db.backends.utils import CursorWrapper
 
 from resilience.breaker import get_breaker
 from resilience.deadline import current_timeouts
-from resilience.errors import is_connection_error
+from resilience.errors import DeadlineExceeded, OperationFailed, is_connection_error
 
 from ..guard import questdb_call, socket_deadline
 from .features import DatabaseFeatures
 from .introspection import DatabaseIntrospection
 from .operations import DatabaseOperations
+
+PSYCOPG_MIN_CONNECT_TIMEOUT = 2  # seconds: psycopg raises anything lower to 2
 
 
 class GuardedCursorMixin:
@@ -48,7 +50,14 @@ class GuardedCursorMixin:
 
         # A statement cannot be retried on its own: its connection is gone.
         # Whole operations are retried by questdb_call around them.
-        return questdb_call(f"questdb.{verb}", run, retry=False)
+        try:
+            return questdb_call(f"questdb.{verb}", run, retry=False)
+        except OperationFailed as exc:
+            # A bad query is the caller's bug, not an outage: give back Django's
+            # own error (ProgrammingError, DataError...), as any backend would.
+            if type(exc) is OperationFailed and not exc.connection_error and exc.cause:
+                raise exc.cause from None
+            raise
 
 
 class GuardedCursorWrapper(GuardedCursorMixin, CursorWrapper):
@@ -92,9 +101,11 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         parent = super().get_new_connection
 
         def connect():
-            # psycopg's floor is 2 s; the call's remaining budget may be less.
-            timeout = max(2, math.ceil(current_timeouts().connect))
-            return parent({**conn_params, "connect_timeout": timeout})
+            # psycopg will not time out in under 2 s: with less budget left, give up now.
+            budget = current_timeouts().connect
+            if budget < PSYCOPG_MIN_CONNECT_TIMEOUT:
+                raise DeadlineExceeded("questdb.connect", budget)
+            return parent({**conn_params, "connect_timeout": math.ceil(budget)})
 
         return questdb_call("questdb.connect", connect)
 
@@ -105,8 +116,12 @@ class DatabaseWrapper(PostgresDatabaseWrapper):
         return GuardedCursorDebugWrapper(cursor, self)
 
     def is_usable(self):
-        """CONN_HEALTH_CHECKS' probe: never while the breaker is open, never unbounded."""
-        if self.connection is None or not get_breaker(self.alias).allows_traffic():
+        """CONN_HEALTH_CHECKS' probe: only while the breaker is closed, never unbounded.
+
+        Open or half-open, the connection is dropped instead, so the next
+        statement reconnects through the guard (and a half-open probe is one).
+        """
+        if self.connection is None or get_breaker(self.alias).public_state != "closed":
             return False
         with socket_deadline(self.connection.fileno(), current_timeouts().connect):
             return super().is_usable()

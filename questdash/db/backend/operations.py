@@ -6,6 +6,13 @@ from django.db.backends.postgresql.operations import (
 )
 
 
+def as_utc(value):
+    """QuestDB timestamps carry no zone and are always UTC: say so."""
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
+    return value
+
+
 class DatabaseOperations(PostgresDatabaseOperations):
     def get_db_converters(self, expression):
         converters = super().get_db_converters(expression)
@@ -14,7 +21,4 @@ class DatabaseOperations(PostgresDatabaseOperations):
         return converters
 
     def convert_datetimefield_value(self, value, expression, connection):
-        """QuestDB timestamps carry no zone and are always UTC: make them aware."""
-        if isinstance(value, datetime.datetime) and value.tzinfo is None and settings.USE_TZ:
-            return value.replace(tzinfo=datetime.UTC)
-        return value
+        return as_utc(value) if settings.USE_TZ else value
