@@ -3,12 +3,13 @@
 Each worker is its own process with its own counters. prometheus_client's
 multiprocess mode keeps them in files under PROMETHEUS_MULTIPROC_DIR, which
 /metrics adds up, so a scrape sees the whole server whichever worker answers.
-The directory is emptied when the master starts (stale files would add old
-counts) and a dead worker's files are marked as such.
+When the master starts it deletes the files of processes that no longer run
+(they would add old counts) but keeps live ones: the Celery worker started
+beside it by `make run` writes its counters to the same directory. A dead
+worker's files are marked as such.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 _var = Path(os.environ.get("QUESTDASH_VAR_DIR") or Path(__file__).resolve().parent / "var")
@@ -17,8 +18,21 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_var / "prometheus"))
 
 def on_starting(server):
     path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+    for file in path.glob("*.db"):  # counter_1234.db, histogram_1234.db ...
+        pid = file.stem.rsplit("_", 1)[-1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def child_exit(server, worker):

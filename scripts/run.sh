@@ -15,4 +15,6 @@ manage collectstatic --noinput -v 0
 manage demo_login
 log "Dashboard: http://127.0.0.1:${PORT:-8000}/admin/questdash/dashboard/  (Ctrl-C stops everything; QuestDB keeps running: manage.py questdb stop)"
 export PORT="${PORT:-8000}"
+# gunicorn's workers and the Celery worker count into one place that /metrics adds up.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
 exec "$VENV/bin/python" scripts/supervise.py Procfile
