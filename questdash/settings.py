@@ -191,8 +191,9 @@ else:
     }
 
 RESILIENCE = {
-    # Several processes share one breaker through Redis; alone, each keeps its own.
-    "STORE": "resilience.stores.CacheStore" if REDIS_URL else "resilience.stores.LocalStore",
+    # Every process (web workers, Celery) shares one breaker through the cache:
+    # Redis in production, the SQLite database cache in the demo.
+    "STORE": "resilience.stores.CacheStore",
     "CONNECT_TIMEOUT": CONNECT_TIMEOUT,
     "QUERY_TIMEOUT": QUERY_TIMEOUT,
     # Named here so every process has it from the start: header, admin page, metrics.
