@@ -21,18 +21,8 @@ def on_starting(server):
     path.mkdir(parents=True, exist_ok=True)
     for file in path.glob("*.db"):  # counter_1234.db, histogram_1234.db ...
         pid = file.stem.rsplit("_", 1)[-1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
             file.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def child_exit(server, worker):
