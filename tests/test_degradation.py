@@ -198,6 +198,18 @@ def test_redis_down_while_questdb_is_up_still_serves_fresh_data(settings, staff,
     assert body["data"]
 
 
+def test_questdb_start_command_closes_a_breaker_left_open(staff):
+    from django.core.management import call_command
+
+    get_json(staff, "positions")
+    localdb.stop()
+    while get_breaker("questdb").public_state != "open":
+        get_json(staff, "positions")
+    call_command("questdb", "start")
+    assert get_breaker("questdb").public_state == "closed"
+    assert get_json(staff, "positions")[1]["status"] == "ok"
+
+
 def test_paused_questdb_does_not_hang_a_request(staff):
     get_json(staff, "positions")
     pid = localdb.status().pid

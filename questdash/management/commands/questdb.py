@@ -7,6 +7,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from questdash import localdb
+from questdash.db.router import QUESTDB_ALIAS
+from resilience.breaker import get_breaker
 
 
 class Command(BaseCommand):
@@ -36,6 +38,12 @@ class Command(BaseCommand):
             "already running" if was_running else f"started in {time.monotonic() - started:.1f} s"
         )
         self.stdout.write(self.style.SUCCESS(f"{status} — {verb}"))
+        # It just answered SELECT 1: a breaker that an earlier outage left open
+        # in the shared store need not wait out its recovery timeout.
+        breaker = get_breaker(QUESTDB_ALIAS)
+        if breaker.public_state != "closed" and not breaker.forced:
+            breaker.reset("QuestDB answered `manage.py questdb start`")
+            self.stdout.write("Closed the questdb circuit breaker.")
 
     def do_stop(self) -> None:
         stopped = localdb.stop()
