@@ -202,7 +202,9 @@ RESILIENCE = {
 
 # Celery (questdash/celery.py): Redis when REDIS_URL is set, else kombu's
 # filesystem transport under var/, so the demo runs without Redis.
-CELERY_BROKER_URL = REDIS_URL or "filesystem://localhost//"
+# CELERY_BROKER_URL may point the queues at another Redis database than the
+# cache's, so that clearing the cache never drops queued refreshes.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
 if not REDIS_URL:
     _CELERY_DIR = VAR_DIR / "celery"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
