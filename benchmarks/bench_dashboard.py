@@ -12,33 +12,19 @@ Run: .venv/bin/python benchmarks/bench_dashboard.py  (QuestDB on the test ports)
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-os.environ.setdefault("DJANGO_LOG_LEVEL", "CRITICAL")
+import psycopg
+from demo_site import staff_client  # first: it sets Django up
+from django.conf import settings
+from django.db import connections
 
-import django  # noqa: E402
-
-django.setup()
-
-import psycopg  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connections  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-
-from questdash import localdb  # noqa: E402
-from questdash.sections import section  # noqa: E402
-from resilience.breaker import get_breaker  # noqa: E402
+from questdash import localdb
+from questdash.sections import section
+from resilience.breaker import get_breaker
 
 SQL = "SELECT symbol, price, ts FROM prices LATEST ON ts PARTITION BY symbol"
 ROUNDS, CALLS = 5, 200
@@ -60,16 +46,7 @@ def side_by_side(fns: dict[str, Callable[[], object]], calls: int = CALLS) -> di
 
 
 def main() -> None:
-    settings.DASHBOARD_FRESH_FOR = 0
-    localdb.fetch()
-    call_command("questdb", "start")  # also closes a breaker an earlier run left open
-    call_command("questdb", "seed")
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("createcachetable", verbosity=0)
-    setup_test_environment()
-    user, _ = get_user_model().objects.get_or_create(username="bench", is_staff=True)
-    client = Client()
-    client.force_login(user)
+    client = staff_client()
 
     raw = psycopg.connect(
         host=settings.QUESTDB_HOST, port=settings.QUESTDB_PORT, user=settings.QUESTDB_USER,

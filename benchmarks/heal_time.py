@@ -12,28 +12,15 @@ Run: .venv/bin/python benchmarks/heal_time.py
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-os.environ.setdefault("DJANGO_LOG_LEVEL", "CRITICAL")
+from demo_site import staff_client  # first: it sets Django up
+from django.core.management import call_command
+from django.test import Client
 
-import django
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
-
-from questdash import localdb  # noqa: E402
-from resilience.breaker import get_breaker  # noqa: E402
-from resilience.conf import breaker_config  # noqa: E402
+from questdash import localdb
+from resilience.breaker import get_breaker
+from resilience.conf import breaker_config
 
 URL = "/api/dashboard/positions/"
 
@@ -57,16 +44,7 @@ def outage_then(client: Client, restart) -> tuple[float, float]:
 
 
 def main() -> None:
-    settings.DASHBOARD_FRESH_FOR = 0
-    localdb.fetch()
-    call_command("questdb", "start")
-    call_command("questdb", "seed")
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("createcachetable", verbosity=0)
-    setup_test_environment()
-    user, _ = get_user_model().objects.get_or_create(username="bench", is_staff=True)
-    client = Client()
-    client.force_login(user)
+    client = staff_client()
 
     recovery = breaker_config("questdb")["RECOVERY_TIMEOUT"]
     natural, took = outage_then(client, localdb.start)
