@@ -22,10 +22,6 @@ TITLES = {
 }
 
 
-# Reasons that say QuestDB cannot be reached (not a bad query, not a busy lock).
-UNREACHABLE = ("database_unavailable", "circuit_open")
-
-
 def describe_age(seconds: float) -> str:
     """'3 minutes old': the unit staff read at a glance."""
     seconds = max(0, int(seconds))
@@ -47,7 +43,7 @@ class DashboardAdmin(PageAdmin):
         for slug, title in TITLES.items():
             query = section(slug)
             envelope = query.serve_copy(outage) if outage else query.get()
-            if envelope.reason and envelope.reason.startswith(UNREACHABLE):
+            if envelope.unreachable:
                 outage = envelope.reason
             sections.append(
                 {

@@ -256,3 +256,15 @@ class DeadlineExceeded(OperationFailed):
             attempts=attempts,
         )
         self.connection_error = True
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The dependency could not be reached (or the breaker would not try): an outage.
+
+    Anything else, a bad query above all, is the caller's bug and stays one.
+    """
+    if isinstance(exc, CircuitOpenError):
+        return True
+    if isinstance(exc, OperationFailed):
+        return exc.connection_error
+    return is_connection_error(exc)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from django.core.cache import caches
 
 from .breaker import get_breaker
-from .errors import CircuitOpenError, describe, is_connection_error, scrub
+from .errors import CircuitOpenError, describe, is_unreachable, scrub
 from .guard import guarded
 from .logs import log_event, log_failure
 from .signals import fallback_served
@@ -37,6 +37,9 @@ Runner = Callable[[str, Callable[[], Any]], Any]
 KEY_PREFIX = "resilience:lastgood:"
 LOCK_PREFIX = "resilience:refreshing:"
 DEFAULT_RETRY_AFTER = 5  # seconds, when no probe time is known
+# The reasons that say the dependency is out of reach (not a bad query, not a busy lock).
+DATABASE_UNAVAILABLE = "database_unavailable"
+CIRCUIT_OPEN = "circuit_open"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Envelope:
         if self.cached_at is None:
             return None
         return (datetime.datetime.now(datetime.UTC) - self.cached_at).total_seconds()
+
+    @property
+    def unreachable(self) -> bool:
+        return bool(self.reason) and self.reason.startswith((DATABASE_UNAVAILABLE, CIRCUIT_OPEN))
 
     @property
     def http_status(self) -> int:
@@ -181,10 +188,9 @@ class CachedFallback:
         try:
             data = self.runner(self.operation, self.loader)
         except CircuitOpenError as exc:
-            return self._degraded(copy, f"circuit_open: {exc}", retry_after=exc.retry_after)
+            return self._degraded(copy, f"{CIRCUIT_OPEN}: {exc}", retry_after=exc.retry_after)
         except Exception as exc:  # noqa: BLE001 - any failure degrades; the guard logged it
-            unreachable = getattr(exc, "connection_error", False) or is_connection_error(exc)
-            kind = "database_unavailable" if unreachable else "query_error"
+            kind = DATABASE_UNAVAILABLE if is_unreachable(exc) else "query_error"
             return self._degraded(copy, f"{kind}: {scrub(describe(exc))}")
         fresh = Copy(data=list(data), cached_at=datetime.datetime.now(datetime.UTC))
         if fresh.data or copy is None or not copy.data:

@@ -14,22 +14,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
 from .breaker import all_breakers
-from .errors import CircuitOpenError, OperationFailed, describe, is_connection_error, scrub
-from .fallback import DEFAULT_RETRY_AFTER
+from .errors import describe, is_unreachable, scrub
+from .fallback import DEFAULT_RETRY_AFTER, Envelope
 from .logs import log_failure
 
 logger = logging.getLogger("resilience.middleware")
 
 HEADER = "X-Circuit-Breaker"
-
-
-def is_dependency_failure(exc: BaseException) -> bool:
-    """A dependency that cannot be reached (not a bug in a query: that stays a 500)."""
-    if isinstance(exc, CircuitOpenError):
-        return True
-    if isinstance(exc, OperationFailed):
-        return exc.connection_error
-    return is_connection_error(exc)
 
 
 def breaker_header() -> str:
@@ -53,23 +44,16 @@ class BreakerMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not is_dependency_failure(exception):
+        if not is_unreachable(exception):  # a bug in a query stays a 500
             return None
         reason = scrub(describe(exception))
         log_failure(logger, "resilience.middleware.degraded_response", exception,
                     operation=f"{request.method} {request.path}")  # fmt: skip
         breakers = {b.name: b.public_state for b in all_breakers()}
         if wants_json(request):
-            response = JsonResponse(
-                {
-                    "status": "error",
-                    "data": None,
-                    "cached_at": None,
-                    "reason": reason,
-                    "breaker": next(iter(breakers.values()), "closed"),
-                },
-                status=503,
-            )
+            state = breakers.get(getattr(exception, "breaker", None), "closed")
+            envelope = Envelope("error", None, None, reason, state)
+            response = JsonResponse(envelope.as_dict(), status=envelope.http_status)
         else:
             response = TemplateResponse(
                 request,
