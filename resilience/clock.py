@@ -13,6 +13,7 @@ import asyncio
 import math
 import threading
 import time as _time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
@@ -89,6 +90,63 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(time={self._now:.3f})"
+
+
+class Timebase:
+    """Wall time on a clock every process agrees on: the store's, or this host's if it has none.
+
+    Hosts' clocks disagree, by seconds or by minutes (a VM without NTP, a
+    process under faketime), yet one host's records and copies are read on
+    another. So the times that cross processes are taken on a reference
+    clock (Redis ``TIME``): every ``refresh`` seconds the offset between it
+    and this host is measured again, and ``now()`` is the local clock plus
+    that offset. Until the first measurement, and without a reference, it
+    is the local clock.
+    """
+
+    __slots__ = ("_due", "clock", "measured", "offset", "reference", "refresh")
+
+    def __init__(
+        self,
+        clock: Clock,
+        reference: Callable[[], float | None] | None = None,
+        refresh: float = 30.0,
+    ) -> None:
+        self.clock = clock
+        self.reference = reference
+        self.refresh = refresh
+        self.offset = 0.0
+        self.measured = reference is None
+        self._due = -math.inf
+
+    def now(self) -> float:
+        return self.clock.time() + self.offset
+
+    def due(self) -> bool:
+        return self.reference is not None and self.clock.monotonic() >= self._due
+
+    def measure(self) -> float:
+        """Read the reference (its errors propagate); returns how far the offset moved.
+
+        A reference that answers None has no clock to offer: this host's it is.
+        """
+        assert self.reference is not None
+        before = self.clock.time()
+        reference = self.reference()
+        after = self.clock.time()
+        if reference is None:
+            self.reference = None
+            self.measured = True
+            return 0.0
+        offset = reference - (before + after) / 2
+        moved = offset - self.offset
+        self.offset = offset
+        self.measured = True
+        self._due = self.clock.monotonic() + self.refresh
+        return moved
+
+    def __repr__(self) -> str:
+        return f"Timebase(offset={self.offset:+.3f}, measured={self.measured})"
 
 
 def iso_utc(timestamp: float | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The app's settings: defaults in one place, one cached accessor.
+"""The app's settings: defaults in one place, one cached accessor, one set of rules.
 
 Precedence, lowest first: ``DEFAULTS``, then the ``RESILIENCE_*`` environment
 variables of the public contract, then the ``RESILIENCE`` dict in Django
@@ -8,13 +8,20 @@ rule simply leaves those keys out). Per-breaker overrides live under
 
 The merged result is cached and cleared on Django's ``setting_changed`` signal,
 as django-debug-toolbar does, so ``override_settings`` works in tests.
+
+``RULES`` say what each value must be. The system checks (checks.py) report
+every broken rule at startup; ``BreakerConfig``, the frozen object a breaker
+is built from, refuses the first one it meets. One table, two readers.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -43,14 +50,23 @@ DEFAULTS: dict[str, Any] = {
     "IGNORE_EXCEPTIONS": (),
     # Where state lives.
     "STORE": "resilience.stores.LocalStore",
-    "STORE_OPTIONS": {"CACHE_ALIAS": "default", "SYNC_INTERVAL": 0.5},
-    # Retry and deadline.
+    "STORE_OPTIONS": {
+        "CACHE_ALIAS": "default",
+        "SYNC_INTERVAL": 0.5,  # how stale a process's view of the shared state may be
+        "SUCCESS_INTERVAL": 0.1,  # how stale a success may be when the fleet counts failures
+        "OUTAGE_RETRY_INTERVAL": 1.0,  # seconds between tries of a cache that went away
+    },
+    # Time budgets (Polly's layering): each attempt's connect and query
+    # timeouts, inside retry, inside one call's deadline, inside the
+    # request's. A request never waits longer than REQUEST_DEADLINE for the
+    # dependency, however it hangs.
     "RETRY_ATTEMPTS": 3,  # attempts in total, the first included
     "RETRY_WAITS": (0.1, 0.5, 1.0),  # wait before attempt 2, 3, 4 ... (last repeats)
     "RETRY_JITTER": 0.0,  # up to this many seconds added at random to each wait
-    "CALL_DEADLINE": 10.0,  # budget of one guarded call, waits and timeouts included
-    "CONNECT_TIMEOUT": 3.0,
-    "QUERY_TIMEOUT": 5.0,
+    "CONNECT_TIMEOUT": 1.0,  # one connection attempt
+    "QUERY_TIMEOUT": 1.5,  # one statement (the server's statement_timeout too)
+    "CALL_DEADLINE": 2.0,  # one guarded call: attempts, waits and timeouts together
+    "REQUEST_DEADLINE": 2.5,  # one HTTP request: every guarded call in it together
     # Observability.
     "HISTORY_SIZE": 20,  # recent transitions kept for the admin page
     "BREAKERS": {},  # per-breaker overrides: {"questdb": {"FAILURE_THRESHOLD": 3}}
@@ -66,7 +82,152 @@ ENVIRONMENT: dict[str, tuple[str, type]] = {
 }
 
 # Keys a per-breaker override may set: everything that shapes one breaker.
-BREAKER_KEYS = frozenset(DEFAULTS) - {"BREAKERS"}
+BREAKER_KEYS = frozenset(DEFAULTS) - {"BREAKERS", "REQUEST_DEADLINE"}
+
+Problem = tuple[str, str, str]  # (check id, message, hint)
+
+
+def number(value: Any) -> bool:
+    """A finite real number (not a bool): nan and inf are not a number of seconds."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    check_id: str
+    test: Callable[[Any], bool]
+    must_be: str
+
+
+RULES: list[Rule] = [
+    Rule("FAILURE_THRESHOLD", "E001", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule("RECOVERY_TIMEOUT", "E002", lambda v: number(v) and v > 0, "a positive number of seconds"),
+    Rule("HALF_OPEN_MAX_CALLS", "E003", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule("CONNECT_TIMEOUT", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
+    Rule("QUERY_TIMEOUT", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
+    Rule("CALL_DEADLINE", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
+    Rule("REQUEST_DEADLINE", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
+    Rule("RETRY_ATTEMPTS", "E006", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule(
+        "RETRY_WAITS",
+        "E006",
+        lambda v: isinstance(v, list | tuple) and bool(v) and all(number(w) and w >= 0 for w in v),
+        "a non-empty list of seconds >= 0, such as (0.1, 0.5, 1.0)",
+    ),
+    Rule("RETRY_JITTER", "E006", lambda v: number(v) and v >= 0, "a number of seconds >= 0"),
+    Rule(
+        "FAILURE_RATE_THRESHOLD",
+        "E007",
+        lambda v: v is None or (number(v) and 0 < v <= 100),
+        "None (off) or a percentage in (0, 100]",
+    ),
+    Rule("SLIDING_WINDOW_SIZE", "E007", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule("MINIMUM_CALLS", "E007", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule(
+        "OPEN_BACKOFF_MULTIPLIER", "E008", lambda v: number(v) and v >= 1, "a number >= 1 (1: off)"
+    ),
+    Rule("MAX_RECOVERY_TIMEOUT", "E008", lambda v: number(v) and v > 0, "a positive number"),
+    Rule("HISTORY_SIZE", "E013", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+]
+_RULES_BY_KEY = {rule.key: rule for rule in RULES}
+
+
+def where(scope: str, key: str) -> str:
+    return f"{scope}[{key!r}]"
+
+
+def env_hint(key: str) -> str:
+    if key in ENVIRONMENT:
+        return f" (or the {ENVIRONMENT[key][0]} environment variable)"
+    return ""
+
+
+def value_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
+    """Every broken rule in ``config``, and the combinations that cannot work."""
+    problems: list[Problem] = []
+    for rule in RULES:
+        if rule.key not in config:
+            continue
+        value = config[rule.key]
+        if not rule.test(value):
+            problems.append(
+                (
+                    rule.check_id,
+                    f"{where(scope, rule.key)} is {value!r}; it must be {rule.must_be}.",
+                    f"Set {where(scope, rule.key)}{env_hint(rule.key)} to {rule.must_be}; "
+                    f"the default is {DEFAULTS[rule.key]!r}.",
+                )
+            )
+    return problems + _combination_problems(config, scope)
+
+
+def _combination_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
+    def get(key: str) -> Any:
+        value = config.get(key)
+        rule = _RULES_BY_KEY.get(key)
+        return value if rule is None or rule.test(value) else None
+
+    problems: list[Problem] = []
+    window, minimum = get("SLIDING_WINDOW_SIZE"), get("MINIMUM_CALLS")
+    if window is not None and minimum is not None and minimum > window:
+        problems.append(
+            (
+                "E007",
+                f"{where(scope, 'MINIMUM_CALLS')} ({minimum}) is larger than "
+                f"SLIDING_WINDOW_SIZE ({window}), so the failure-rate rule can never fire.",
+                "Make MINIMUM_CALLS at most SLIDING_WINDOW_SIZE.",
+            )
+        )
+    longest, recovery = get("MAX_RECOVERY_TIMEOUT"), get("RECOVERY_TIMEOUT")
+    if longest is not None and recovery is not None and longest < recovery:
+        problems.append(
+            (
+                "E008",
+                f"{where(scope, 'MAX_RECOVERY_TIMEOUT')} ({longest}) is shorter than "
+                f"RECOVERY_TIMEOUT ({recovery}).",
+                "Raise MAX_RECOVERY_TIMEOUT to at least RECOVERY_TIMEOUT.",
+            )
+        )
+    connect = get("CONNECT_TIMEOUT")
+    for budget in ("CALL_DEADLINE", "REQUEST_DEADLINE"):
+        seconds = get(budget)
+        if connect is not None and seconds is not None and seconds < connect:
+            problems.append(
+                (
+                    "E012",
+                    f"{where(scope, budget)} ({seconds:g} s) is shorter than one connection "
+                    f"attempt (CONNECT_TIMEOUT, {connect:g} s): a new connection could never "
+                    "be made within it.",
+                    f"Raise {budget} above CONNECT_TIMEOUT{env_hint('CONNECT_TIMEOUT')}, or "
+                    "lower CONNECT_TIMEOUT.",
+                )
+            )
+    call, request = get("CALL_DEADLINE"), get("REQUEST_DEADLINE")
+    if call is not None and request is not None and request < call:
+        problems.append(
+            (
+                "W004",
+                f"{where(scope, 'REQUEST_DEADLINE')} ({request:g} s) is shorter than "
+                f"CALL_DEADLINE ({call:g} s): calls in a request are cut to the request's budget.",
+                "Make REQUEST_DEADLINE at least CALL_DEADLINE, or lower CALL_DEADLINE.",
+            )
+        )
+    query = get("QUERY_TIMEOUT")
+    if query is not None and call is not None and query > call:
+        problems.append(
+            (
+                "W005",
+                f"{where(scope, 'QUERY_TIMEOUT')} ({query:g} s) is longer than CALL_DEADLINE "
+                f"({call:g} s): the call's deadline, not the server, ends a slow statement.",
+                "Make QUERY_TIMEOUT at most CALL_DEADLINE.",
+            )
+        )
+    return problems
 
 
 def _from_environment() -> dict[str, Any]:
@@ -76,12 +237,15 @@ def _from_environment() -> dict[str, Any]:
         if raw is None or not raw.strip():
             continue
         try:
-            values[key] = kind(raw.strip())
-        except ValueError:
+            value = kind(raw.strip())
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not number(value):
             raise ImproperlyConfigured(
                 f"{variable}={raw!r} is not a valid {kind.__name__}; "
                 f"set it to a number such as {DEFAULTS[key]!r} or unset it."
-            ) from None
+            )
+        values[key] = value
     return values
 
 
@@ -116,6 +280,56 @@ def breaker_config(name: str) -> Mapping[str, Any]:
     if "STORE_OPTIONS" in overrides:
         merged["STORE_OPTIONS"] = {**config["STORE_OPTIONS"], **overrides["STORE_OPTIONS"]}
     return _freeze(merged)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """How one breaker behaves, validated once: what a ``CircuitBreaker`` is built from."""
+
+    failure_threshold: int = DEFAULTS["FAILURE_THRESHOLD"]
+    recovery_timeout: float = DEFAULTS["RECOVERY_TIMEOUT"]
+    half_open_max_calls: int = DEFAULTS["HALF_OPEN_MAX_CALLS"]
+    failure_rate_threshold: float | None = DEFAULTS["FAILURE_RATE_THRESHOLD"]
+    sliding_window_size: int = DEFAULTS["SLIDING_WINDOW_SIZE"]
+    minimum_calls: int = DEFAULTS["MINIMUM_CALLS"]
+    backoff_multiplier: float = DEFAULTS["OPEN_BACKOFF_MULTIPLIER"]
+    max_recovery_timeout: float | None = None  # the default, or recovery_timeout if longer
+    history_size: int = DEFAULTS["HISTORY_SIZE"]
+
+    # field -> settings key, where the names differ
+    _KEYS = MappingProxyType({"backoff_multiplier": "OPEN_BACKOFF_MULTIPLIER"})
+
+    def __post_init__(self) -> None:
+        if self.max_recovery_timeout is None:
+            longest = max(self.recovery_timeout, DEFAULTS["MAX_RECOVERY_TIMEOUT"])
+            object.__setattr__(self, "max_recovery_timeout", longest)
+        for f in fields(self):
+            value, rule = getattr(self, f.name), _RULES_BY_KEY[self.key(f.name)]
+            if not rule.test(value):
+                raise ValueError(f"{f.name} is {value!r}; it must be {rule.must_be}")
+        values = {self.key(f.name): getattr(self, f.name) for f in fields(self)}
+        for rule_id, message, _ in _combination_problems(values, "BreakerConfig"):
+            if not rule_id.startswith("W"):
+                raise ValueError(message)
+
+    @classmethod
+    def key(cls, field_name: str) -> str:
+        return cls._KEYS.get(field_name, field_name.upper())
+
+    @classmethod
+    def from_settings(cls, config: Mapping[str, Any]) -> BreakerConfig:
+        return cls(
+            **{f.name: config[cls.key(f.name)] for f in fields(cls) if cls.key(f.name) in config}
+        )
+
+    @property
+    def longest_open(self) -> float:
+        return float(self.max_recovery_timeout)  # type: ignore[arg-type]
+
+    def open_duration(self, trips: int) -> float:
+        """How long the breaker stays open after its ``trips``-th open in a row (backoff)."""
+        grown = self.recovery_timeout * self.backoff_multiplier ** max(0, trips - 1)
+        return min(grown, self.longest_open)
 
 
 @receiver(setting_changed)

@@ -7,10 +7,12 @@ message. Everything here falls back to the type name, names the operation
 
 from __future__ import annotations
 
+import enum
+import errno
 import math
 import re
+import socket
 import time
-from functools import cache
 from typing import Any
 
 from .clock import iso_utc
@@ -59,34 +61,95 @@ def describe(exc: BaseException, *, limit: int = MAX_ERROR_LENGTH, _depth: int =
     return text
 
 
-@cache
-def _connection_error_types() -> tuple[type[BaseException], ...]:
-    """OSError covers ConnectionError, TimeoutError and socket.timeout; drivers add theirs."""
-    types: list[type[BaseException]] = [OSError, TimeoutError]
-    try:
-        from django.db import utils
+class Kind(enum.Enum):
+    """What a failure says about the dependency: the breaker counts, retries and ignores by it."""
 
-        types += [utils.OperationalError, utils.InterfaceError]
-    except ImportError:  # pragma: no cover - Django is a dependency
-        pass
+    UNREACHABLE = "unreachable"  # refused, reset, closed, no route: worth another try
+    TIMEOUT = "timeout"  # reached but no answer in time: counted, never retried
+    NOT_ATTEMPTED = "not_attempted"  # never reached (no budget, breaker open): neither
+    ANSWERED = "answered"  # the dependency answered with an error: a query error, not an outage
+
+
+# errno values that mean the peer could not be reached or the link broke.
+_UNREACHABLE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ENOTCONN",
+                 "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN", "ESHUTDOWN")
+    if hasattr(errno, name)
+)  # fmt: skip
+# SQLSTATEs the server sends when it is going away or cannot take us.
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_TIMEOUT_SQLSTATES = ("57014",)  # query_canceled: statement_timeout fired
+
+
+def classify(exc: BaseException) -> Kind | None:
+    """How ``exc`` counts; None for an ordinary error of the caller's code.
+
+    Narrow on purpose: an observer's ``FileNotFoundError``, a ``DiskFull`` or
+    a ``QueryCanceled`` by hand are not connection errors, and counting them
+    would open the breaker on a dependency that answers.
+    """
+    if isinstance(exc, GuardedCallError):
+        return exc.kind
+    if isinstance(exc, TimeoutError):  # socket.timeout, psycopg's ConnectionTimeout's base too
+        return Kind.TIMEOUT
+    if isinstance(exc, socket.gaierror | socket.herror | ConnectionError):
+        return Kind.UNREACHABLE
+    if isinstance(exc, OSError):
+        return Kind.UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else None
+    return _classify_driver(exc)
+
+
+def _classify_driver(exc: BaseException) -> Kind | None:
+    """psycopg's errors by SQLSTATE, seen through Django's wrappers."""
+    from django.db import utils
+
+    if isinstance(exc, utils.OperationalError | utils.InterfaceError):
+        cause = exc.__cause__
+        if cause is None:  # Django's own "connection already closed"
+            return Kind.UNREACHABLE
+        return classify(cause) or Kind.ANSWERED
+    if isinstance(exc, utils.Error):
+        return Kind.ANSWERED
     try:
         import psycopg
-
-        types += [psycopg.OperationalError, psycopg.InterfaceError]
     except ImportError:  # pragma: no cover - psycopg is optional for the app
-        pass
-    return tuple(types)
+        return None
+    if isinstance(exc, psycopg.errors.ConnectionTimeout):
+        return Kind.TIMEOUT
+    if isinstance(exc, psycopg.InterfaceError):
+        return Kind.UNREACHABLE
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        if state is None or state.startswith(_UNREACHABLE_SQLSTATES):
+            return Kind.UNREACHABLE  # no SQLSTATE: the client lost the server
+        return Kind.TIMEOUT if state.startswith(_TIMEOUT_SQLSTATES) else Kind.ANSWERED
+    if isinstance(exc, psycopg.Error):
+        return Kind.ANSWERED
+    return None
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` says the dependency could not be reached (retry it; count it).
+    """The dependency could not be reached or did not answer in time: the breaker counts it.
 
-    Query errors (ProgrammingError, DataError, IntegrityError, ...) say the
-    server answered: they are never connection errors.
+    Query errors (ProgrammingError, DataError, DiskFull, ...) say the server
+    answered: they are never connection errors.
     """
-    if isinstance(exc, GuardedCallError):
-        return exc.connection_error
-    return isinstance(exc, _connection_error_types())
+    return classify(exc) in (Kind.UNREACHABLE, Kind.TIMEOUT)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Worth another attempt in the same call: refused or reset, not timed out.
+
+    Retrying a timeout makes the person waiting wait twice; the next request
+    (or the next probe) tries again anyway.
+    """
+    return classify(exc) is Kind.UNREACHABLE
+
+
+def was_attempted(exc: BaseException) -> bool:
+    """False when the call never reached the dependency: nothing to count."""
+    return classify(exc) is not Kind.NOT_ATTEMPTED
 
 
 class GuardedCallError(Exception):
@@ -95,7 +158,12 @@ class GuardedCallError(Exception):
     operation: str | None
     error: str
     error_type: str
-    connection_error: bool = False
+    kind: Kind | None = None  # how the failure behind it counts (see ``classify``)
+
+    @property
+    def connection_error(self) -> bool:
+        """The dependency could not be reached, or did not answer in time."""
+        return self.kind in (Kind.UNREACHABLE, Kind.TIMEOUT)
 
     def log_data(self) -> dict[str, Any]:
         """The ``data`` of the contract's failure log event."""
@@ -139,22 +207,22 @@ class OperationFailed(GuardedCallError):
         if error_type is None:
             error_type = type(cause).__name__ if cause is not None else type(self).__name__
         self.error_type = error_type
-        self.connection_error = cause is not None and is_connection_error(cause)
+        self.kind = None if cause is None else classify(cause)
         super().__init__(str(self))
 
     def __str__(self) -> str:
         return f"Failed to {self.operation}: {self.error}"
 
 
-class CircuitOpenError(OperationFailed):
-    """The breaker rejected the call without trying it.
+class CircuitOpenError(GuardedCallError):
+    """The breaker refused the call without trying it ("not permitted", not a call failure).
 
     Raised on the hot open path, so it keeps its fields in ``args`` (the
     breaker builds it with ``Exception.__new__``, skipping ``__init__``) and
     formats its message only when someone reads it.
     """
 
-    connection_error = False
+    kind = Kind.NOT_ATTEMPTED
     error_type = "CircuitOpenError"
     operation: str | None = None  # set by the guard that was refused
     cause = None
@@ -169,24 +237,16 @@ class CircuitOpenError(OperationFailed):
         reason: str = "open",
         operation: str | None = None,
     ) -> None:
-        # Deliberately not OperationFailed.__init__, which formats eagerly.
         Exception.__init__(self, breaker_name, next_probe_at, now, reason)
         if operation is not None:
             self.operation = operation
-
-    @classmethod
-    def fast(
-        cls, breaker_name: str, next_probe_at: float | None, now: float | None, reason: str
-    ) -> CircuitOpenError:
-        """The breaker's constructor: no Python ``__init__`` frame, no attribute writes."""
-        return Exception.__new__(cls, breaker_name, next_probe_at, now, reason)
 
     @property
     def breaker_name(self) -> str:
         return self.args[0]
 
     @property
-    def breaker(self) -> str:  # type: ignore[override]
+    def breaker(self) -> str:
         return self.args[0]
 
     @property
@@ -212,7 +272,7 @@ class CircuitOpenError(OperationFailed):
         return max(1, math.ceil(self.next_probe_at - now))
 
     @property
-    def error(self) -> str:  # type: ignore[override]
+    def error(self) -> str:
         name = self.breaker_name
         if self.reason == "forced_open":
             return f"circuit breaker {name!r} is forced open; calls resume when it is reset"
@@ -255,16 +315,12 @@ class DeadlineExceeded(OperationFailed):
             breaker=breaker,
             attempts=attempts,
         )
-        self.connection_error = True
+        self.kind = Kind.TIMEOUT if attempts else Kind.NOT_ATTEMPTED
 
 
 def is_unreachable(exc: BaseException) -> bool:
-    """The dependency could not be reached (or the breaker would not try): an outage.
+    """The dependency could not be reached, or was not tried (breaker open, no budget): an outage.
 
     Anything else, a bad query above all, is the caller's bug and stays one.
     """
-    if isinstance(exc, CircuitOpenError):
-        return True
-    if isinstance(exc, OperationFailed):
-        return exc.connection_error
-    return is_connection_error(exc)
+    return classify(exc) in (Kind.UNREACHABLE, Kind.TIMEOUT, Kind.NOT_ATTEMPTED)

@@ -3,30 +3,43 @@
 A named query either answers fresh (status "ok"), or its failure is turned
 into the last good copy marked with its age ("degraded"), or, with no copy,
 into an error that says why ("error"). Copies are data, not a cache of
-convenience: stored without expiry, and never replaced by a failure or by
-an empty result.
+convenience, and nothing loses them:
 
-Many requests arriving together cause one QuestDB query, not many: a copy
-younger than `fresh_for` seconds is served as it is, and only the holder of
-a short cache lock refreshes; the others wait briefly for its result.
+- stored without expiry, and never replaced by a failure or by an empty
+  result (not even when the cache could not be read to check: then nothing
+  is stored);
+- each process also keeps the last copy it read or stored, so a cache that
+  hangs or went away still leaves it something to serve;
+- ages are taken on the store's clock (``Timebase``), so a host whose clock
+  runs minutes ahead cannot make an old copy look fresh: a copy "from the
+  future" is never fresh, and "ok" always means data really read within
+  ``fresh_for``.
+
+Many requests arriving together cause one query, not many: a copy younger
+than ``fresh_for`` is served as it is, and only the holder of a short cache
+lock refreshes; the others wait for its result, at most as long as the
+request's budget allows, and then say why they have none (the refresher's
+own failure when it failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-import time
-import uuid
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django.core.cache import caches
-
 from .breaker import get_breaker
+from .clock import Clock
+from .conf import breaker_config
+from .deadline import current_deadline
 from .errors import CircuitOpenError, describe, is_unreachable, scrub
 from .guard import guarded
-from .logs import log_event, log_failure
+from .logs import Summary
+from .sharedcache import CacheUnavailable, SharedCache, shared_cache
 from .signals import fallback_served
 
 logger = logging.getLogger("resilience.fallback")
@@ -36,10 +49,14 @@ Runner = Callable[[str, Callable[[], Any]], Any]
 
 KEY_PREFIX = "resilience:lastgood:"
 LOCK_PREFIX = "resilience:refreshing:"
+FAILED_PREFIX = "resilience:refreshfailed:"
 DEFAULT_RETRY_AFTER = 5  # seconds, when no probe time is known
+POLL = 0.05  # seconds between looks while another request refreshes
 # The reasons that say the dependency is out of reach (not a bad query, not a busy lock).
 DATABASE_UNAVAILABLE = "database_unavailable"
 CIRCUIT_OPEN = "circuit_open"
+
+_summary = Summary(logger)
 
 
 @dataclass(frozen=True)
@@ -52,12 +69,11 @@ class Envelope:
     reason: str | None
     breaker: str
     retry_after: int | None = None
+    age: float | None = None  # seconds, on the store's clock, when the envelope was made
 
     @property
     def age_seconds(self) -> float | None:
-        if self.cached_at is None:
-            return None
-        return (datetime.datetime.now(datetime.UTC) - self.cached_at).total_seconds()
+        return self.age
 
     @property
     def unreachable(self) -> bool:
@@ -80,32 +96,19 @@ class Envelope:
 @dataclass(frozen=True)
 class Copy:
     data: list
-    cached_at: datetime.datetime
+    cached_at: datetime.datetime  # when it was read, on the store's clock
+    read_at: float | None = None  # this process's monotonic clock, when it read the data itself
+
+
+def _copy(stored: Any) -> Copy | None:
+    if not isinstance(stored, dict) or "data" not in stored or "cached_at" not in stored:
+        return None
+    return Copy(stored["data"], stored["cached_at"])
 
 
 def read_copy(name: str, cache_alias: str = "default") -> Copy | None:
-    """The last good copy of query ``name`` (cache errors propagate: callers decide)."""
-    stored = caches[cache_alias].get(KEY_PREFIX + name)
-    return Copy(**stored) if isinstance(stored, dict) else None
-
-
-class _CacheHealth:
-    """Logs a cache outage once, and its end once, however many calls fail meanwhile."""
-
-    down = False
-
-    @classmethod
-    def failed(cls, exc: BaseException, operation: str) -> None:
-        if not cls.down:
-            cls.down = True
-            log_failure(logger, "resilience.fallback.cache_unavailable", exc,
-                        operation=operation, level=logging.WARNING)  # fmt: skip
-
-    @classmethod
-    def worked(cls) -> None:
-        if cls.down:
-            cls.down = False
-            log_event(logger, logging.INFO, "resilience.fallback.cache_recovered")
+    """The stored last good copy of query ``name`` (``CacheUnavailable`` if it cannot be read)."""
+    return _copy(shared_cache(cache_alias).run(lambda cache: cache.get(KEY_PREFIX + name)))
 
 
 class CachedFallback:
@@ -120,7 +123,10 @@ class CachedFallback:
         runner: Runner | None = None,
         cache_alias: str = "default",
         fresh_for: float = 2.0,
-        lock_timeout: float = 15.0,
+        lock_timeout: float | None = None,
+        cache: Any = None,
+        clock: Clock | None = None,
+        shared: SharedCache | None = None,
     ) -> None:
         self.name = name
         self.loader = loader
@@ -128,140 +134,206 @@ class CachedFallback:
         self.runner = runner or (lambda op, fn: guarded(op, fn, breaker_name=breaker_name))
         self.cache_alias = cache_alias
         self.fresh_for = fresh_for
-        self.lock_timeout = lock_timeout
+        if shared is None:
+            shared = (
+                SharedCache(cache_alias, cache=cache, clock=clock)
+                if cache is not None
+                else shared_cache(cache_alias)
+            )
+        self.shared = shared
+        self.clock = clock or shared.clock
+        deadline = float(breaker_config(breaker_name)["CALL_DEADLINE"])
+        # Held no longer than a refresh can take, so a refresher that died
+        # (SIGKILL) does not keep the others waiting long.
+        self.lock_timeout = lock_timeout or max(5.0, 2 * deadline + 1)
+        self.call_deadline = deadline
 
     @property
     def operation(self) -> str:
         return f"get_{self.name}"
 
     @property
-    def cache(self):
-        return caches[self.cache_alias]
-
-    @property
     def key(self) -> str:
         return KEY_PREFIX + self.name
 
-    def last_good(self) -> Copy | None:
-        """The copy; None when there is none or the cache cannot be read (then QuestDB answers)."""
-        try:
-            copy = read_copy(self.name, self.cache_alias)
-        except Exception as exc:  # noqa: BLE001 - a dead cache must not break the page
-            _CacheHealth.failed(exc, f"read {self.name}")
-            return None
-        _CacheHealth.worked()
-        return copy
-
-    def serve_copy(self, reason: str) -> Envelope:
-        """The copy without asking QuestDB: when another section just found it down."""
-        return self._degraded(self.last_good(), reason)
+    # the three ways in
 
     def get(self) -> Envelope:
         """What a request shows: a young copy, or a refresh by one caller for all."""
-        copy = self.last_good()
-        if copy is not None and self._age(copy) < self.fresh_for:
+        copy, readable = self._last_good()
+        if copy is not None and self._fresh(copy):
             return self._ok(copy)
         lock = self._lock()
         if lock is None:
-            waited = self._wait_for_refresh(since=copy.cached_at if copy else None)
-            if waited is not None:
-                return self._ok(waited)
-            return self._degraded(copy, "refresh_in_progress: another request is loading it")
+            return self._await_refresh(copy)
         try:
-            return self._refresh(copy)
+            return self._refresh(copy, readable)
         finally:
             self._unlock(lock)
 
     def refresh(self) -> Envelope:
         """Query now (the beat task): skips when another process already is."""
         lock = self._lock()
+        copy, readable = self._last_good()
         if lock is None:  # someone else is querying: nothing failed, nothing to log
-            return self._degraded(self.last_good(), "refresh_in_progress: skipped", log=False)
+            return self._degraded(copy, "refresh_in_progress: skipped", log=False)
         try:
-            return self._refresh(self.last_good())
+            return self._refresh(copy, readable)
         finally:
             self._unlock(lock)
 
-    # --- internals -----------------------------------------------------------------
+    def serve_copy(self, reason: str) -> Envelope:
+        """The copy without asking the dependency: another query just found it down."""
+        return self._degraded(self._last_good()[0], reason)
 
-    def _refresh(self, copy: Copy | None) -> Envelope:
+    def last_good(self) -> Copy | None:
+        """The stored copy, else the one this process last had (None when there is neither)."""
+        return self._last_good()[0]
+
+    # copies
+
+    def _last_good(self) -> tuple[Copy | None, bool]:
+        """The copy, and whether the cache could be read (False: this process's own copy)."""
+        memo = self.shared.memo.get(self.name)
+        try:
+            stored = _copy(self.shared.run(lambda cache: cache.get(self.key)))
+        except CacheUnavailable:
+            return memo, False
+        if stored is None:
+            return memo, True  # the store lost it (flushed, restarted empty): ours still counts
+        self.shared.memo[self.name] = stored
+        return stored, True
+
+    def _store(self, copy: Copy) -> None:
+        stored = {"data": copy.data, "cached_at": copy.cached_at}
+        with contextlib.suppress(CacheUnavailable):  # served fresh all the same; kept in memo
+            self.shared.run(lambda cache: cache.set(self.key, stored, None))
+
+    def _age(self, copy: Copy) -> float:
+        if copy.read_at is not None:
+            return self.clock.monotonic() - copy.read_at
+        return self.shared.now() - copy.cached_at.timestamp()
+
+    def _fresh(self, copy: Copy) -> bool:
+        return 0.0 <= self._age(copy) < self.fresh_for  # from the future: not fresh
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.shared.now(), datetime.UTC)
+
+    # refreshing
+
+    def _refresh(self, copy: Copy | None, readable: bool) -> Envelope:
         try:
             data = self.runner(self.operation, self.loader)
         except CircuitOpenError as exc:
-            return self._degraded(copy, f"{CIRCUIT_OPEN}: {exc}", retry_after=exc.retry_after)
+            return self._failed(copy, f"{CIRCUIT_OPEN}: {exc}", exc.retry_after)
         except Exception as exc:  # noqa: BLE001 - any failure degrades; the guard logged it
             kind = DATABASE_UNAVAILABLE if is_unreachable(exc) else "query_error"
-            return self._degraded(copy, f"{kind}: {scrub(describe(exc))}")
-        fresh = Copy(data=list(data), cached_at=datetime.datetime.now(datetime.UTC))
-        if fresh.data or copy is None or not copy.data:
+            return self._failed(copy, f"{kind}: {scrub(describe(exc))}")
+        fresh = Copy(list(data), self._now(), read_at=self.clock.monotonic())
+        known = copy is not None and bool(copy.data)
+        if fresh.data or (readable and not known):
             self._store(fresh)
+        if fresh.data or not known:
+            self.shared.memo[self.name] = fresh
+        _summary.flush((self.name,), logging.INFO, "resilience.fallback.recovered", query=self.name)
         return self._ok(fresh)
 
-    def _store(self, copy: Copy) -> None:
+    def _failed(self, copy: Copy | None, reason: str, retry_after: int | None = None) -> Envelope:
+        """Serve the copy, and leave the reason where waiting requests will find it."""
+        failure = {"reason": reason, "retry_after": retry_after}
+        with contextlib.suppress(CacheUnavailable):
+            self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
+        return self._degraded(copy, reason, retry_after)
+
+    def _lock(self) -> tuple[str, float] | None:
+        """(token, when), or None when another process holds the lock.
+
+        With the cache away, every process refreshes for itself: better one
+        query each than none at all.
+        """
+        token = f"{id(self):x}-{self.clock.monotonic()}"
         try:
-            self.cache.set(self.key, {"data": copy.data, "cached_at": copy.cached_at}, None)
-        except Exception as exc:  # noqa: BLE001 - the fresh answer is still served
-            _CacheHealth.failed(exc, f"store {self.name}")
+            added = self.shared.run(
+                lambda cache: cache.add(LOCK_PREFIX + self.name, token, self.lock_timeout)
+            )
+        except CacheUnavailable:
+            return "", self.clock.monotonic()
+        return (token, self.clock.monotonic()) if added else None
+
+    def _unlock(self, lock: tuple[str, float]) -> None:
+        # Only while the lock cannot have expired: after that it may be
+        # someone else's, and deleting it would let a third refresh too.
+        token, taken = lock
+        if not token or self.clock.monotonic() - taken > self.lock_timeout - 1.0:
+            return
+        with contextlib.suppress(CacheUnavailable):  # it expires by itself
+            self.shared.run(lambda cache: cache.delete(LOCK_PREFIX + self.name))
+
+    def _await_refresh(self, copy: Copy | None) -> Envelope:
+        """Another request is refreshing: wait for its copy, within this request's budget."""
+        budget = self.call_deadline + 0.2
+        deadline = current_deadline()
+        if deadline is not None:
+            budget = min(budget, deadline.remaining() - 0.1)
+        until = self.clock.monotonic() + max(0.0, budget)
+        since = copy.cached_at if copy is not None else None
+        keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
+        while (left := until - self.clock.monotonic()) > 0:
+            self.clock.sleep(min(POLL, left))
+            try:
+                found = self.shared.run(lambda cache: cache.get_many(keys))
+            except CacheUnavailable:
+                break
+            newer = _copy(found.get(self.key))
+            if newer is not None and (since is None or newer.cached_at > since):
+                self.shared.memo[self.name] = newer
+                if self._fresh(newer):
+                    return self._ok(newer)
+            if keys[1] not in found:  # it finished without a newer copy: say why
+                failure = found.get(keys[2]) or {}
+                reason = failure.get("reason") or "refresh_in_progress: the refresh ended"
+                return self._degraded(newer or copy, reason, failure.get("retry_after"))
+        waited = f"{max(0.0, budget):.1f}"
+        return self._degraded(
+            copy, f"refresh_in_progress: another request has been loading it for {waited} s"
+        )
+
+    # envelopes
 
     def _ok(self, copy: Copy) -> Envelope:
-        return Envelope("ok", copy.data, copy.cached_at, None, self._breaker_state())
+        state = self._breaker_state()
+        return Envelope("ok", copy.data, copy.cached_at, None, state, age=self._age(copy))
 
     def _degraded(
         self, copy: Copy | None, reason: str, retry_after: int | None = None, *, log: bool = True
     ) -> Envelope:
         state = self._breaker_state()
+        status: Status = "error" if copy is None else "degraded"
         if log:
-            fallback_served.send(
-                self, query=self.name, status="error" if copy is None else "degraded",
-                reason=reason, cached_at=copy.cached_at if copy else None,
+            fallback_served.emit(
+                self, query=self.name, status=status, reason=reason,
+                cached_at=copy.cached_at if copy else None,
             )  # fmt: skip
+            self._log(copy, status, reason)
         if copy is None:
-            if log:
-                log_event(logger, logging.WARNING, "resilience.fallback.no_copy",
-                          query=self.name, reason=reason)  # fmt: skip
             return Envelope("error", None, None, reason, state, retry_after or DEFAULT_RETRY_AFTER)
-        if log:
-            log_event(logger, logging.WARNING, "resilience.fallback.served",
-                      query=self.name, cached_at=copy.cached_at.isoformat(),
-                      age_seconds=round(self._age(copy), 1), reason=reason)  # fmt: skip
-        return Envelope("degraded", copy.data, copy.cached_at, reason, state)
+        return Envelope("degraded", copy.data, copy.cached_at, reason, state, age=self._age(copy))
+
+    def _log(self, copy: Copy | None, status: str, reason: str) -> None:
+        """One line per section, kind and minute, not one per request (logs.Summary)."""
+        kind = reason.split(":", 1)[0]
+        if copy is None:
+            _summary.note((self.name,), logging.WARNING, "resilience.fallback.no_copy",
+                          query=self.name, status=status, reason=reason)  # fmt: skip
+            return
+        age = self._age(copy)
+        _summary.note(
+            (self.name,), logging.WARNING, "resilience.fallback.served",
+            query=self.name, status=status, kind=kind, reason=reason,
+            cached_at=copy.cached_at.isoformat(),
+            age_seconds=round(age, 1) if math.isfinite(age) else None,
+        )  # fmt: skip
 
     def _breaker_state(self) -> str:
         return get_breaker(self.breaker_name).public_state
-
-    @staticmethod
-    def _age(copy: Copy) -> float:
-        return (datetime.datetime.now(datetime.UTC) - copy.cached_at).total_seconds()
-
-    def _lock(self) -> str | None:
-        token = uuid.uuid4().hex
-        try:
-            acquired = self.cache.add(LOCK_PREFIX + self.name, token, self.lock_timeout)
-        except Exception as exc:  # noqa: BLE001 - a dead cache must not stop the query
-            _CacheHealth.failed(exc, f"lock {self.name}")
-            return token
-        return token if acquired else None
-
-    def _unlock(self, token: str) -> None:
-        key = LOCK_PREFIX + self.name
-        try:
-            if self.cache.get(key) == token:
-                self.cache.delete(key)
-        except Exception as exc:  # noqa: BLE001 - the lock expires by itself
-            _CacheHealth.failed(exc, f"unlock {self.name}")
-
-    def _wait_for_refresh(
-        self, since: datetime.datetime | None, budget: float = 3.0
-    ) -> Copy | None:
-        deadline = time.monotonic() + budget
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            copy = self.last_good()
-            if copy is not None and (since is None or copy.cached_at > since):
-                return copy
-            try:
-                if self.cache.get(LOCK_PREFIX + self.name) is None:
-                    return None
-            except Exception:  # noqa: BLE001 - logged by last_good; stop waiting
-                return None
-        return None

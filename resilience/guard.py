@@ -35,8 +35,8 @@ from .deadline import (
     remaining_budget,
 )
 from .errors import CircuitOpenError, GuardedCallError, OperationFailed
-from .logs import log_failure
-from .registry import DEFAULT_BREAKER, get_breaker
+from .logs import Summary, log_failure
+from .registry import get_breaker
 from .retry import RetryPolicy, RetryRun
 
 __all__ = [
@@ -53,6 +53,9 @@ logger = logging.getLogger("resilience.guard")
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# An outage fails every call the same way: one line per operation, error type and minute.
+_summary = Summary(logger)
+
 _guarding: ContextVar[frozenset[str]] = ContextVar("resilience_guarding", default=frozenset())
 
 
@@ -63,7 +66,7 @@ class Guard:
         self,
         operation: str,
         *,
-        breaker: CircuitBreaker | str = DEFAULT_BREAKER,
+        breaker: CircuitBreaker | str,
         retry: RetryPolicy | bool = True,
         deadline: float | None = None,
         clock: Clock | None = None,
@@ -182,6 +185,7 @@ class Guard:
             operation=self.operation,
             level=level,
             traceback=not isinstance(failure, CircuitOpenError),
+            summary=_summary,
             breaker=breaker.name,
             breaker_state=breaker.public_state,
             **extra,
@@ -201,7 +205,7 @@ def guarded(
     operation: str,
     fn: Callable[[], R],
     *,
-    breaker_name: str = DEFAULT_BREAKER,
+    breaker_name: str,
     retry: RetryPolicy | bool = True,
     deadline: float | None = None,
 ) -> R:
@@ -213,7 +217,7 @@ async def guarded_async(
     operation: str,
     fn: Callable[[], Awaitable[R]],
     *,
-    breaker_name: str = DEFAULT_BREAKER,
+    breaker_name: str,
     retry: RetryPolicy | bool = True,
     deadline: float | None = None,
 ) -> R:

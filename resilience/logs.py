@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,10 +74,19 @@ def log_failure(
     operation: str | None,
     level: int = logging.ERROR,
     traceback: bool = True,
+    summary: Summary | None = None,
     **extra: Any,
 ) -> None:
-    """A failure event, plus its traceback on a separate DEBUG record (``<event>_traceback``)."""
-    log_event(logger, level, event_type, **failure_data(exc, operation), **extra)
+    """A failure event, plus its traceback on a separate DEBUG record (``<event>_traceback``).
+
+    With a ``summary``, repeats of the same event and error type within its
+    interval go to DEBUG only (see ``Summary``).
+    """
+    data = {**failure_data(exc, operation), **extra}
+    if summary is None:
+        log_event(logger, level, event_type, **data)
+    else:
+        summary.note((event_type, data.get("error_type")), level, event_type, **data)
     cause = getattr(exc, "cause", None) or exc
     if traceback and logger.isEnabledFor(logging.DEBUG):
         log_event(
@@ -112,3 +124,58 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         return _dumps(payload)
+
+
+_summaries: weakref.WeakSet[Summary] = weakref.WeakSet()
+
+
+def reset_summaries() -> None:
+    for summary in list(_summaries):
+        summary.reset()
+
+
+class Summary:
+    """Repeated events as one line per interval: the first at once, then how many followed.
+
+    An outage makes every request fail the same way; a line per request says
+    nothing the first did not, and 30,000 lines a minute bury what does. So
+    the first of a kind is logged at once at its level, the repeats within
+    ``interval`` only at DEBUG, and the next one after the interval carries
+    ``repeated`` (how many since the last line) and ``window`` (seconds).
+    ``flush`` says how many followed when the kind stops (the outage ended).
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._since: dict[tuple[Any, ...], tuple[float, int]] = {}  # key -> (line at, repeats)
+        _summaries.add(self)
+
+    def reset(self) -> None:
+        """Forget what was seen (tests start each case as a fresh process would)."""
+        with self._lock:
+            self._since.clear()
+
+    def note(self, key: tuple[Any, ...], level: int, event_type: str, **data: Any) -> bool:
+        """Log or count one event; True when it was logged at ``level``."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._since.get(key)
+            due = last is None or now - last[0] >= self.interval
+            self._since[key] = (now, 0) if due else (last[0], last[1] + 1)  # type: ignore[index]
+        if not due:
+            log_event(self.logger, logging.DEBUG, event_type, **data)
+            return False
+        if last is not None:
+            data.update(repeated=last[1], window=round(now - last[0], 1))
+        log_event(self.logger, level, event_type, **data)
+        return True
+
+    def flush(self, key: tuple[Any, ...], level: int, event_type: str, **data: Any) -> None:
+        """The kind stopped: say how many repeats followed the last line, if any."""
+        with self._lock:
+            last = self._since.pop(key, None)
+        if last is not None and last[1]:
+            window = round(time.monotonic() - last[0], 1)
+            log_event(self.logger, level, event_type, repeated=last[1], window=window, **data)

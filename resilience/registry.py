@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from .breaker import CircuitBreaker
     from .stores import BreakerStore
 
-DEFAULT_BREAKER = "questdb"
-
 _lock = threading.RLock()
 _breakers: dict[str, CircuitBreaker] = {}
 _stores: dict[tuple[str, tuple[tuple[str, Any], ...]], BreakerStore] = {}
@@ -35,7 +33,7 @@ def _store_for(path: str, options: dict[str, Any]) -> BreakerStore:
     return store
 
 
-def get_breaker(name: str = DEFAULT_BREAKER) -> CircuitBreaker:
+def get_breaker(name: str) -> CircuitBreaker:
     """This process's breaker ``name``, configured by ``RESILIENCE`` and ``BREAKERS[name]``."""
     breaker = _breakers.get(name)
     if breaker is not None:
@@ -68,4 +66,7 @@ def reset_registry() -> None:
 @receiver(setting_changed)
 def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {"RESILIENCE", "CACHES"}:
+        from .sharedcache import reset_shared_caches
+
         reset_registry()
+        reset_shared_caches()

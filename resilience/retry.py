@@ -1,7 +1,9 @@
 """Retry on tenacity: connection errors only, each attempt logged, inside a deadline.
 
 Rules, in the order they are checked after a failed attempt:
-1. only errors the policy retries (connection errors by default) are retried;
+1. only errors the policy retries are retried: by default a refused or reset
+   connection, never a timeout (retrying one makes the person waiting wait
+   twice) and never a call that was not attempted;
 2. a half-open probe is never retried (its one try is the probe), and no
    retry happens once the breaker has left CLOSED (another call opened it);
 3. at most ``attempts`` attempts;
@@ -24,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying
 from .breaker import Probe
 from .clock import SYSTEM_CLOCK, Clock
 from .deadline import Deadline
-from .errors import DeadlineExceeded, is_connection_error
+from .errors import DeadlineExceeded, is_retryable
 from .logs import failure_data, log_event
 from .signals import retry_attempted
 from .state import State
@@ -47,7 +49,7 @@ class RetryPolicy:
     attempts: int = 3
     waits: tuple[float, ...] = (0.1, 0.5, 1.0)
     jitter: float = 0.0  # up to this many seconds added at random to each wait
-    retry_on: Callable[[BaseException], bool] = is_connection_error
+    retry_on: Callable[[BaseException], bool] = is_retryable
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:

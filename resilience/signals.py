@@ -2,11 +2,13 @@
 
 The sender is the ``CircuitBreaker``; every signal passes ``name``. Sending
 is skipped entirely when a signal has no receivers, so the hot path pays
-nothing for them.
+nothing for them. A receiver that raises never fails, delays or reclassifies
+the call it observes: its error is logged (once a minute per receiver) and
+the call goes on. A metrics file that vanished must not turn a good query
+into a 503.
 
-- ``state_changed(name, old, new, reason, snapshot)``: ``old``/``new`` are
-  ``State`` values; ``reason`` says why ("failure threshold reached",
-  "probe succeeded", "observed in shared store", "forced open" ...).
+- ``state_changed(name, old, new, reason, transition)``: ``old``/``new`` are
+  ``State`` values; ``reason`` says why.
 - ``call_rejected(name, error)``: an open breaker refused a call (a
   ``CircuitOpenError``).
 - ``call_failed(name, exception)``: a call counted as a failure.
@@ -18,7 +20,49 @@ nothing for them.
   or "error" (no copy). The sender is the ``CachedFallback``.
 """
 
-from django.dispatch import Signal
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django import dispatch
+
+from .logs import log_failure
+
+logger = logging.getLogger("resilience.signals")
+
+QUIET_FOR = 60.0  # seconds between two reports of the same failing receiver
+
+
+class Signal(dispatch.Signal):
+    """A signal whose receivers observe; they cannot change what they observe."""
+
+    _reported: dict[str, float] = {}
+    _reported_lock = threading.Lock()
+
+    def emit(self, sender: Any, **named: Any) -> None:
+        """``send_robust``, for callers on the hot path: nothing happens without receivers."""
+        if self.receivers:
+            self.send_robust(sender, **named)
+
+    def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
+        name = getattr(receiver, "__qualname__", None) or repr(receiver)
+        now = time.monotonic()
+        with self._reported_lock:
+            if now - self._reported.get(name, -QUIET_FOR) < QUIET_FOR:
+                return
+            self._reported[name] = now
+        log_failure(
+            logger,
+            "resilience.observer_failed",
+            err,
+            operation=f"signal receiver {name}",
+            level=logging.WARNING,
+            consequence="the observed call is unaffected; this receiver missed the event",
+        )
+
 
 state_changed = Signal()
 call_rejected = Signal()

@@ -1,17 +1,29 @@
 """The breaker's state as data: the public ``State`` and the stored ``Record``.
 
-A ``Record`` is immutable and numbered (``epoch``). Every transition writes
-the next epoch, derived from the one before it, so a store only has to make
-"write epoch N+1 unless someone already did" atomic to keep every process on
-one history. ``HALF_OPEN`` is never stored: it is an open record whose
-``open_until`` has passed, which every process can see for itself.
+A ``Record`` is one decision: immutable, numbered (``epoch``) and named
+(``uid``, with its ``parent``'s uid). Every transition writes the next
+epoch, derived from the one before, so a store only has to make "write
+epoch N+1 unless someone already did" atomic to keep every process on one
+history. The uid is what lets a process notice that the store lost its
+history (flushed, restarted empty, a write dropped): epoch numbers restart
+there, uids do not.
+
+``HALF_OPEN`` is never stored: it is an open record whose ``open_until``
+has passed, which every process can see for itself. Times (``at``,
+``opened_at``, ``open_until``, ``manual_at``) are on the store's clock (see
+``resilience.clock.Timebase``), so hosts whose clocks disagree still agree
+on when an open ends.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+WIRE_VERSION = 2
 
 
 class State(enum.StrEnum):
@@ -22,26 +34,43 @@ class State(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
+def new_uid() -> str:
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One stored state of a breaker; a closed record is also the permit of a closed call."""
+    """One decision about a breaker; a closed record is also the permit of a closed call."""
 
     epoch: int
     state: State  # CLOSED or OPEN
     forced: bool = False  # forced open, or forced closed (disabled: nothing is counted)
-    at: float | None = None  # wall time of the transition that wrote it
-    opened_at: float | None = None  # the latest time it opened; never moves backwards
+    uid: str = ""  # "" for the initial state nobody decided
+    parent: str = ""  # the uid of the record this one was derived from
+    at: float | None = None  # when it was decided, on the store's clock
+    opened_at: float | None = None  # when this open began (None when closed)
     open_until: float | None = None  # when probes may start; None when forced open
     trips: int = 0  # opens since the breaker last closed (drives backoff)
     reason: str = "initial"
     error: str | None = None  # what tripped it (scrubbed)
     error_type: str | None = None
+    manual_at: float | None = None  # the latest operator action in this history
+    actor: str = ""  # who decided: a process ("web 123@host"), an operator, manage.py
     # Closed (or disabled): calls go through without asking anyone. A field,
     # not a property: the closed path reads it on every call.
     admits: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "admits", self.state is State.CLOSED)
+
+    @property
+    def initial(self) -> bool:
+        return not self.uid
+
+    @property
+    def sticky(self) -> bool:
+        """Worth restoring into a store that lost it: anything but plain closed."""
+        return self.state is State.OPEN or self.forced
 
     @property
     def open_duration(self) -> float:
@@ -68,14 +97,50 @@ class Record:
     def window_start(self, window: int) -> float:
         return (self.open_until or 0.0) + window * (self.open_duration or 1.0)
 
-    def renumbered(self, epoch: int) -> Record:
-        return replace(self, epoch=epoch)
+    def outranks(self, other: Record) -> bool:
+        """Whether this decision wins when two histories meet (after a flush or an outage).
+
+        The newer decision wins, except that an operator's forced state beats
+        automatic decisions made without knowing it.
+        """
+        if self.uid == other.uid:
+            return False
+        mine = -math.inf if self.manual_at is None else self.manual_at
+        theirs = -math.inf if other.manual_at is None else other.manual_at
+        if self.forced and mine > theirs:
+            return True
+        if other.forced and theirs > mine:
+            return False
+        return (self.at or -math.inf) > (other.at or -math.inf)
+
+    def successor(self, **fields: Any) -> Record:
+        """The next decision: epoch + 1, a new uid, this one as parent, the operator's mark kept."""
+        fields.setdefault("manual_at", self.manual_at)
+        return Record(epoch=self.epoch + 1, uid=new_uid(), parent=self.uid, **fields)
+
+    def renumbered(self, epoch: int, parent: str) -> Record:
+        """The same decision placed on top of another history (restored after a loss)."""
+        return replace(self, epoch=epoch, parent=parent)
+
+    def shifted(self, seconds: float) -> Record:
+        """Times moved by ``seconds``: decided before this process knew the store's clock."""
+
+        def move(value: float | None) -> float | None:
+            return None if value is None else value + seconds
+
+        return replace(
+            self,
+            at=move(self.at),
+            opened_at=move(self.opened_at),
+            open_until=move(self.open_until),
+            manual_at=move(self.manual_at),
+        )
 
     # Stored as a plain tuple so any cache backend (and any later version of
     # this class) can read it.
     def to_wire(self) -> tuple[Any, ...]:
         return (
-            1,
+            WIRE_VERSION,
             self.epoch,
             self.state.value,
             self.forced,
@@ -86,17 +151,27 @@ class Record:
             self.reason,
             self.error,
             self.error_type,
+            self.uid,
+            self.parent,
+            self.manual_at,
+            self.actor,
         )
 
     @classmethod
     def from_wire(cls, wire: Any) -> Record | None:
-        if not isinstance(wire, tuple | list) or len(wire) < 11 or wire[0] != 1:
+        if not isinstance(wire, tuple | list) or len(wire) < 11 or wire[0] not in (1, 2):
             return None
         _, epoch, state, forced, at, opened_at, open_until, trips, reason, error, kind = wire[:11]
+        if wire[0] == 1 or len(wire) < 15:  # written by version 1: no uid, name it by content
+            uid, parent, manual_at, actor = f"v1:{epoch}:{at}", "", None, ""
+        else:
+            uid, parent, manual_at, actor = wire[11:15]
         return cls(
             epoch=int(epoch),
             state=State(state),
             forced=bool(forced),
+            uid=str(uid),
+            parent=str(parent),
             at=at,
             opened_at=opened_at,
             open_until=open_until,
@@ -104,18 +179,11 @@ class Record:
             reason=str(reason),
             error=error,
             error_type=kind,
+            manual_at=manual_at,
+            actor=str(actor),
         )
 
 
 def initial_record(epoch: int = 0) -> Record:
-    """A breaker nobody has written to yet: closed."""
+    """A breaker nobody has decided anything about yet: closed."""
     return Record(epoch=epoch, state=State.CLOSED)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A transition a store applied to this process's view."""
-
-    old: Record
-    new: Record
-    performed: bool  # True: this process wrote it; False: seen in the shared store

@@ -12,16 +12,22 @@ import pytest
 from resilience.breaker import CircuitBreaker
 from resilience.clock import FakeClock
 from resilience.conf import get_config
+from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
+from resilience.sharedcache import reset_shared_caches
 from resilience.stores import LocalStore
 
 
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
+    """Each test starts as a new process would: no breakers, no gates, no log summaries."""
     reset_registry()
+    reset_shared_caches()
+    reset_summaries()
     get_config.cache_clear()
     yield
     reset_registry()
+    reset_shared_caches()
     get_config.cache_clear()
 
 

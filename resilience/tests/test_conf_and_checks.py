@@ -66,7 +66,7 @@ def test_per_breaker_overrides(settings):
     reports = breaker_config("reports")
     assert reports["FAILURE_THRESHOLD"] == 2
     assert reports["STORE_OPTIONS"] == {
-        "CACHE_ALIAS": "default",
+        **DEFAULTS["STORE_OPTIONS"],
         "SYNC_INTERVAL": 1.0,
         "KEY_PREFIX": "r",
     }
@@ -176,6 +176,6 @@ def test_cache_store_on_files_warns_that_add_is_not_atomic(settings, tmp_path):
 
 def test_default_store_is_local(settings):
     settings.RESILIENCE = {}
-    assert isinstance(get_breaker().store, LocalStore)
-    assert get_breaker().name == "questdb"
+    assert isinstance(get_breaker("questdb").store, LocalStore)
+    assert get_breaker("questdb").name == "questdb"
     assert set(DEFAULTS) >= {"FAILURE_THRESHOLD", "STORE", "BREAKERS", "CALL_DEADLINE"}

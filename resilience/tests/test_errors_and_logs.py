@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -16,10 +17,15 @@ from django.db.utils import OperationalError as DjangoOperationalError
 from resilience.errors import (
     CircuitOpenError,
     DeadlineExceeded,
+    GuardedCallError,
+    Kind,
     OperationFailed,
+    classify,
     describe,
     is_connection_error,
+    is_retryable,
     scrub,
+    was_attempted,
 )
 from resilience.logs import JsonFormatter, log_event, log_failure
 
@@ -74,40 +80,63 @@ def test_describe_is_never_empty():
     assert len(describe(ValueError("x" * 5000))) == 500
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        ConnectionRefusedError(111, "refused"),
-        ConnectionResetError(),
-        TimeoutError(),
-        socket.timeout(),  # noqa: UP041 - the alias older code raises and catches
-        OSError("no route to host"),
-        psycopg.OperationalError("connection failed"),
-        psycopg.InterfaceError("connection already closed"),
-        DjangoOperationalError("server closed the connection"),
-        InterfaceError("connection already closed"),
-        DeadlineExceeded("load", 1.0),
-    ],
-)
-def test_connection_errors(exc):
-    assert is_connection_error(exc)
+def django_wrapped(exc: Exception, wrapper: type[Exception]) -> Exception:
+    """What Django's DatabaseErrorWrapper raises: its own class, the driver's error as cause."""
+    outer = wrapper(str(exc))
+    outer.__cause__ = exc
+    return outer
+
+
+UNREACHABLE, TIMEOUT, NOT_ATTEMPTED, ANSWERED = (
+    Kind.UNREACHABLE, Kind.TIMEOUT, Kind.NOT_ATTEMPTED, Kind.ANSWERED
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "exc",
+    ("exc", "kind"),
     [
-        ProgrammingError("syntax error"),
-        DataError("invalid input"),
-        IntegrityError("duplicate key"),
-        psycopg.ProgrammingError("syntax"),
-        psycopg.errors.UndefinedTable("no such table"),
-        ValueError("bad"),
-        KeyError("x"),
-        CircuitOpenError("questdb", 1.0),
+        (ConnectionRefusedError(111, "refused"), UNREACHABLE),
+        (ConnectionResetError(), UNREACHABLE),
+        (BrokenPipeError(), UNREACHABLE),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), UNREACHABLE),
+        (socket.gaierror(-2, "Name or service not known"), UNREACHABLE),
+        (psycopg.OperationalError("connection failed"), UNREACHABLE),  # no SQLSTATE: client side
+        (psycopg.errors.AdminShutdown("terminating connection"), UNREACHABLE),
+        (psycopg.errors.TooManyConnections("too many"), UNREACHABLE),
+        (psycopg.InterfaceError("connection already closed"), UNREACHABLE),
+        (django_wrapped(psycopg.OperationalError("closed"), DjangoOperationalError), UNREACHABLE),
+        (DjangoOperationalError("server closed the connection"), UNREACHABLE),
+        (InterfaceError("connection already closed"), UNREACHABLE),
+        (TimeoutError(), TIMEOUT),
+        (socket.timeout(), TIMEOUT),  # noqa: UP041 - the alias older code raises and catches
+        (psycopg.errors.ConnectionTimeout("connection timeout expired"), TIMEOUT),
+        (psycopg.errors.QueryCanceled("statement timeout"), TIMEOUT),
+        (django_wrapped(psycopg.errors.QueryCanceled("timeout"), DjangoOperationalError), TIMEOUT),
+        (DeadlineExceeded("load", 1.0, attempts=1), TIMEOUT),
+        (DeadlineExceeded("load", 1.0), NOT_ATTEMPTED),  # no budget left before trying
+        (CircuitOpenError("questdb", 1.0), NOT_ATTEMPTED),
+        (psycopg.errors.DiskFull("could not extend file"), ANSWERED),
+        (django_wrapped(psycopg.errors.DiskFull("full"), DjangoOperationalError), ANSWERED),
+        (ProgrammingError("syntax error"), ANSWERED),
+        (DataError("invalid input"), ANSWERED),
+        (IntegrityError("duplicate key"), ANSWERED),
+        (psycopg.ProgrammingError("syntax"), ANSWERED),
+        (psycopg.errors.UndefinedTable("no such table"), ANSWERED),
+        (FileNotFoundError(2, "No such file or directory"), None),  # a metrics dir gone: not us
+        (PermissionError(13, "Permission denied"), None),
+        (OSError("something local"), None),
+        (ValueError("bad"), None),
+        (KeyError("x"), None),
     ],
 )
-def test_query_and_other_errors_are_not_connection_errors(exc):
-    assert not is_connection_error(exc)
+def test_each_error_counts_retries_and_is_ignored_by_its_kind(exc, kind):
+    assert classify(exc) is kind
+    assert is_connection_error(exc) == (kind in (UNREACHABLE, TIMEOUT))
+    assert is_retryable(exc) == (kind is UNREACHABLE)
+    assert was_attempted(exc) == (kind is not NOT_ATTEMPTED)
+    wrapped = OperationFailed("load", exc)
+    assert classify(wrapped) is kind
+    assert wrapped.connection_error == (kind in (UNREACHABLE, TIMEOUT))
 
 
 def test_operation_failed_says_what_failed():
@@ -129,7 +158,7 @@ def test_circuit_open_error_says_which_breaker_and_when():
         "Circuit breaker 'questdb' is open; next probe due at 2023-11-14T22:13:50.000Z (in 30 s)"
     )
     assert error.retry_after == 30
-    assert isinstance(error, OperationFailed)
+    assert isinstance(error, GuardedCallError) and not isinstance(error, OperationFailed)
     error.operation = "get_positions"
     assert str(error).startswith("Failed to get_positions: circuit breaker 'questdb' is open")
     assert error.log_data() == {

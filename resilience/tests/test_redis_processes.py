@@ -154,8 +154,8 @@ def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_se
     for worker in (first, second):
         worker.ask("make", name=name, threshold=3, recovery=60)
         worker.ask("call", name=name)
-    unavailable_before = first.ask("events").get("resilience.store_unavailable", 0)
-    recovered_before = first.ask("events").get("resilience.store_recovered", 0)
+    unavailable_before = first.ask("events").get("resilience.cache_unavailable", 0)
+    recovered_before = first.ask("events").get("resilience.cache_recovered", 0)
 
     redis_server.stop()
     try:
@@ -168,14 +168,14 @@ def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_se
         snapshot = first.ask("snapshot", name=name)
         assert snapshot["store_healthy"] is False
         events = first.ask("events")
-        assert events.get("resilience.store_unavailable", 0) == unavailable_before + 1  # once
+        assert events.get("resilience.cache_unavailable", 0) == unavailable_before + 1  # once
     finally:
         redis_server.start()
 
     time.sleep(0.7)  # past the outage retry interval
     assert first.ask("call", name=name)["result"] == "rejected:open"
     assert first.ask("snapshot", name=name)["store_healthy"] is True
-    assert first.ask("events")["resilience.store_recovered"] == recovered_before + 1
+    assert first.ask("events")["resilience.cache_recovered"] == recovered_before + 1
     # What the process decided while Redis was away is now what everyone sees.
     time.sleep(0.6)
     assert second.ask("call", name=name)["result"] == "rejected:open"

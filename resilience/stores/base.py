@@ -1,0 +1,153 @@
+"""What a breaker needs from the place its state lives, and the cell it reads on every call.
+
+A store keeps, per breaker name, a ``Cell``: the current ``Record``, the
+consecutive-failure count as this process knows it, and when the cell must
+next be refreshed. The breaker's hot path reads the cell and nothing else;
+the store is asked only when a call fails, a success is due to be told, a
+transition is due, a probe is wanted or the refresh time has come.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..clock import Clock, Timebase
+from ..state import Record, initial_record
+
+
+class Cell:
+    """One breaker's state as this process sees it; read lock-free on the hot path."""
+
+    __slots__ = (
+        "base",
+        "dirty",
+        "failures",
+        "last_sync",
+        "name",
+        "offset",
+        "rec",
+        "run",
+        "success_due",
+        "sync_due",
+        "syncing",
+    )
+
+    def __init__(self, name: str, sync_due: float, success_due: float) -> None:
+        self.name = name
+        self.rec: Record = initial_record()
+        self.failures = 0  # consecutive failures in ``rec``'s epoch, as last counted or read
+        self.sync_due = sync_due  # monotonic time of the next refresh (inf: never)
+        self.success_due = success_due  # monotonic time a success must next be told (inf: never)
+        self.dirty = False  # ``rec`` was decided while the shared store was away
+        self.base: Record = self.rec  # the last record known to be in the shared store
+        self.run = ""  # the shared store's current run of failures (changes on each success told)
+        self.last_sync = -math.inf  # monotonic time of the last successful refresh
+        self.offset = 0.0  # the store clock's offset when a dirty ``rec`` was decided
+        self.syncing = threading.Lock()  # one refresh at a time; the others keep the mirror
+
+
+class ProbeSlots:
+    """Probe permits held in memory, per (breaker, epoch, window)."""
+
+    def __init__(self) -> None:
+        self._taken: dict[tuple[str, int, int], set[int]] = {}
+
+    def take(self, name: str, epoch: int, window: int, limit: int) -> int:
+        taken = self._taken.setdefault((name, epoch, window), set())
+        for slot in range(1, limit + 1):
+            if slot not in taken:
+                taken.add(slot)
+                return slot
+        return 0
+
+    def give_back(self, name: str, epoch: int, window: int, slot: int) -> None:
+        self._taken.get((name, epoch, window), set()).discard(slot)
+
+    def forget(self, name: str, epoch: int) -> None:
+        for key in [key for key in self._taken if key[0] == name and key[1] <= epoch]:
+            del self._taken[key]
+
+
+class BreakerStore(ABC):
+    """Where a breaker's state lives; subclasses are chosen by import string (``STORE``)."""
+
+    kind: ClassVar[str] = "base"
+    shared: ClassVar[bool] = False  # whether other processes see this state
+    clock: Clock
+    timebase: Timebase
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, Any], *, clock: Clock | None = None
+    ) -> BreakerStore:
+        """Build from ``STORE_OPTIONS``; a store takes the options it knows."""
+        return cls(clock=clock)  # type: ignore[call-arg]
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the store is reachable (always, for a store in this process)."""
+        return True
+
+    def now(self) -> float:
+        """Wall time on the clock that the processes sharing this store agree on."""
+        return self.timebase.now()
+
+    @abstractmethod
+    def cell(self, name: str) -> Cell:
+        """The cell of breaker ``name`` (created closed on first use)."""
+
+    @abstractmethod
+    def transition(self, name: str, expected: Record, new: Record) -> Record | None:
+        """Install ``new`` (a successor of ``expected``) unless the state has moved on.
+
+        Returns ``new`` when this call installed it, None when it lost to
+        another transition (the cell then holds the winner).
+        """
+
+    @abstractmethod
+    def add_failure(self, name: str, rec: Record, threshold: int) -> int:
+        """Count one failure in ``rec``'s epoch; return the consecutive count.
+
+        A count at or past ``threshold`` is checked against the latest
+        success first, so it is safe to open on.
+        """
+
+    @abstractmethod
+    def note_success(self, name: str, rec: Record) -> None:
+        """A call in ``rec``'s epoch succeeded: the next failure starts a new run."""
+
+    @abstractmethod
+    def acquire_probe(self, name: str, rec: Record, window: int, limit: int) -> int:
+        """Take one of ``limit`` probe slots of this open epoch's window; 0 if none is free."""
+
+    @abstractmethod
+    def release_probe(self, name: str, rec: Record, window: int, slot: int) -> None:
+        """Give a probe slot back (the probe was cancelled, or its outcome did not count)."""
+
+    def sync(self, name: str, *, force: bool = False) -> None:  # noqa: B027 - optional hook
+        """Refresh the cell from the shared state when due (or now, if forced)."""
+
+    @abstractmethod
+    def history(self, name: str, limit: int) -> list[Record]:
+        """The latest decisions, oldest first, at most ``limit``."""
+
+    def after_fork(self) -> None:  # noqa: B027 - optional hook
+        """In a forked child (gunicorn, Celery prefork): fresh locks, a fresh look."""
+
+
+# Stores whose locks a fork may have copied while held by another thread.
+live_stores: weakref.WeakSet[BreakerStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(live_stores):
+        store.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

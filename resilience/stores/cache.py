@@ -1,0 +1,414 @@
+"""State shared through Django's cache (Redis in production) by every process and host.
+
+Layout, under ``<prefix>:<breaker>:``
+  ``rec:<epoch>``              each decision, written once with ``add``; the newest never
+                               expires, older ones after ``record_ttl``
+  ``epoch``                    a hint of the newest epoch (readers walk forward from it)
+  ``run:<epoch>``              the current run of failures: a new token on each success told
+  ``fail:<epoch>:<run>``       consecutive failures in that run (``incr``, or slots; counting.py)
+  ``probe:<epoch>:<window>:<slot>``  probe permits, one ``add`` each
+
+Who wins which race, and why:
+- Two processes deciding at once: epoch N+1 is written with ``add``; the
+  loser reads the winner and adopts it. Decisions are derived from the one
+  before (``parent``), so a stale view cannot overwrite a newer state.
+- "Consecutive" across the fleet: a failure reads the current run and
+  counts in it, so every failure is counted at once; a success starts a new
+  run, told to the store at most every ``success_interval`` seconds (and
+  always when this process knows of failures). So the breaker opens on
+  ``threshold`` failures with no success between them, give or take
+  ``success_interval``; a process's view of the state is at most
+  ``sync_interval`` old.
+- A store that lost its history (FLUSHALL, restarted empty, a dropped
+  write): epochs restart there, uids do not. A process whose decision is no
+  longer in the store compares it with the store's newest: the newer
+  decision wins, except that an operator's forced state beats automatic
+  decisions made without knowing it (``Record.outranks``). Losers adopt,
+  winners republish on top; an empty store is given back only what is worth
+  keeping (open or forced), never a plain "closed" that could undo a trip.
+- Probe permits are one ``add`` per slot, keyed by the open decision and
+  its window: at most ``half_open_max_calls`` per window across the fleet.
+- When the cache is away (``SharedCache`` says so, at once, after one
+  failed operation), the breaker goes on with this process's state; what it
+  decides meanwhile is "dirty" and settled as above when the cache returns.
+- Times are on the store's clock (``Timebase``): a host minutes off neither
+  stretches nor cuts an open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
+from ..state import Record, initial_record, new_uid
+from .base import BreakerStore, Cell, ProbeSlots, live_stores
+from .counting import Counter, counter_for
+
+T = TypeVar("T")
+
+SCAN = 8  # records read per round trip when walking forward
+RECONCILE_ROUNDS = 3  # lost races settled in one refresh before trying again later
+
+
+class CacheStore(BreakerStore):
+    """Breaker state shared through a Django cache alias; see the module docstring."""
+
+    kind = "cache"
+    shared = True
+
+    def __init__(
+        self,
+        *,
+        cache_alias: str = "default",
+        sync_interval: float = 0.5,
+        success_interval: float = 0.1,
+        outage_retry_interval: float = 1.0,
+        key_prefix: str = "resilience",
+        record_ttl: float = 7 * 24 * 3600,
+        clock: Clock | None = None,
+        cache: Any = None,
+        shared: SharedCache | None = None,
+        recover_inline: bool = False,
+    ) -> None:
+        self.cache_alias = cache_alias
+        self.sync_interval = float(sync_interval)
+        self.success_interval = float(success_interval)
+        self.key_prefix = key_prefix
+        self.record_ttl = int(record_ttl)
+        self.clock = clock or SYSTEM_CLOCK
+        if shared is None and cache is None and clock is None and not recover_inline:
+            shared = shared_cache(cache_alias)  # the process's gate, shared with the fallbacks
+        self.shared_cache = shared or SharedCache(
+            cache_alias,
+            cache=cache,
+            clock=self.clock,
+            retry_interval=outage_retry_interval,
+            recover_inline=recover_inline,
+        )
+        self.timebase = self.shared_cache.timebase
+        self._counter: Counter | None = None
+        self._lock = threading.Lock()
+        self._cells: dict[str, Cell] = {}
+        self._probes = ProbeSlots()  # used only while the cache is away
+        live_stores.add(self)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, clock: Clock | None = None) -> CacheStore:
+        known = {
+            "CACHE_ALIAS": "cache_alias",
+            "SYNC_INTERVAL": "sync_interval",
+            "SUCCESS_INTERVAL": "success_interval",
+            "OUTAGE_RETRY_INTERVAL": "outage_retry_interval",
+            "KEY_PREFIX": "key_prefix",
+            "RECORD_TTL": "record_ttl",
+        }
+        kwargs = {known[key]: value for key, value in options.items() if key in known}
+        return cls(clock=clock, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"CacheStore(cache_alias={self.cache_alias!r})"
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        for cell in self._cells.values():
+            cell.syncing = threading.Lock()
+            cell.sync_due = -math.inf  # the child reads the shared state on first use
+
+    # plumbing
+
+    @property
+    def healthy(self) -> bool:
+        return self.shared_cache.healthy
+
+    def now(self) -> float:
+        return self.shared_cache.now()
+
+    @property
+    def counter(self) -> Counter:
+        if self._counter is None:
+            self._counter = counter_for(self.shared_cache.cache)
+        return self._counter
+
+    def _key(self, name: str, *parts: object) -> str:
+        return ":".join((self.key_prefix, name, *map(str, parts)))
+
+    def _io(self, operation: Callable[[Any], T]) -> T:
+        return self.shared_cache.run(operation)
+
+    def cell(self, name: str) -> Cell:
+        cell = self._cells.get(name)
+        if cell is None:
+            with self._lock:
+                # Due at once: a new process learns the shared state on first use.
+                cell = self._cells.setdefault(name, Cell(name, -math.inf, -math.inf))
+        return cell
+
+    # reading the shared state
+
+    def sync(self, name: str, *, force: bool = False) -> None:
+        cell = self.cell(name)
+        now = self.clock.monotonic()
+        if not force and now < cell.sync_due:
+            return
+        # Push the due time first, so other threads keep to the fast path
+        # instead of queueing for the same refresh.
+        cell.sync_due = now + self.sync_interval
+        if not cell.syncing.acquire(blocking=False):
+            return  # another thread is refreshing this cell: keep the view we have
+        try:
+            self._pull(cell)
+        except CacheUnavailable:
+            pass
+        finally:
+            cell.syncing.release()
+
+    def _pull(self, cell: Cell) -> None:
+        """Bring the cell in line with the cache, settling any divergence (see the docstring)."""
+        timebase = self.timebase
+        if timebase.due():
+            # The store's clock first: the decisions compared below carry its times,
+            # and without it this host's clock would judge them (CacheUnavailable).
+            self._io(lambda c: None)
+            timebase.measure()
+        if cell.dirty and cell.offset != timebase.offset:
+            cell.rec = cell.rec.shifted(timebase.offset - cell.offset)
+            cell.offset = timebase.offset
+        for _ in range(RECONCILE_ROUNDS):
+            if self._settled(cell):
+                break
+        cell.last_sync = self.clock.monotonic()
+
+    def _settled(self, cell: Cell) -> bool:
+        """One look at the cache; False when a race was lost and another look is worth it."""
+        name, base, rec = cell.name, cell.base, cell.rec
+        pointer_key = self._key(name, "epoch")
+        known_key = self._key(name, "rec", base.epoch)
+        next_key = self._key(name, "rec", base.epoch + 1)
+        run_key = self._key(name, "run", rec.epoch)
+        count_keys = self.counter.keys(self._key(name, "fail", rec.epoch, cell.run))
+        found = self._io(
+            lambda c: c.get_many([pointer_key, known_key, next_key, run_key, *count_keys])
+        )
+        pointer = int(found.get(pointer_key) or 0)
+        known = Record.from_wire(found.get(known_key))
+        intact = base.initial or (known is not None and known.uid == base.uid)
+        if not intact:
+            head = self._find_head(name, pointer)
+        elif next_key in found or pointer > base.epoch:
+            head = self._walk(name, base.epoch + 1, pointer) or known or base
+        else:
+            head = known or base
+        if intact and not cell.dirty:
+            if head.uid != rec.uid or head.epoch != rec.epoch:
+                self._adopt(cell, head)
+            else:
+                self._read_count(cell, found, run_key)
+            return True
+        return self._settle(cell, head)
+
+    def _settle(self, cell: Cell, head: Record | None) -> bool:
+        """Ours was decided offline, or the store lost its history: the better decision stays."""
+        mine = cell.rec
+        if head is None or head.initial:  # an empty store
+            if not mine.sticky:
+                self._adopt(cell, initial_record())
+                return True
+            return self._restore(cell, mine.renumbered(1, ""))
+        if mine.initial or head.uid == mine.uid or not mine.outranks(head):
+            self._adopt(cell, head)
+            return True
+        return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+
+    def _restore(self, cell: Cell, record: Record) -> bool:
+        if not self._publish(cell.name, record):
+            return False  # someone wrote that epoch first: look again
+        with self._lock:
+            self._install(cell, record, published=True)
+        return True
+
+    def _read_count(self, cell: Cell, found: dict[str, Any], run_key: str) -> None:
+        run = found.get(run_key) or ""
+        if run != cell.run:  # a success started a new run since: its count is read next time
+            cell.run, cell.failures = run, 0
+            return
+        cell.failures = self.counter.read(found, self._key(cell.name, "fail", cell.rec.epoch, run))
+
+    def _scan(self, name: str, start: int) -> Record | None:
+        """The newest record of an unbroken run of epochs from ``start``."""
+        head = None
+        while True:
+            keys = [self._key(name, "rec", epoch) for epoch in range(start, start + SCAN)]
+            found = self._io(lambda c, keys=keys: c.get_many(keys))
+            newest = None
+            for key in keys:
+                record = Record.from_wire(found.get(key))
+                if record is None:
+                    break
+                newest = record
+            if newest is None:
+                return head
+            head = newest
+            if newest.epoch < start + SCAN - 1:
+                return head
+            start = newest.epoch + 1
+
+    def _walk(self, name: str, start: int, pointer: int) -> Record | None:
+        """Forward from ``start``, jumping to the pointer's hint (older records may expire)."""
+        if pointer > start:
+            head = self._scan(name, pointer)
+            if head is not None:
+                return head
+        return self._scan(name, start)
+
+    def _find_head(self, name: str, pointer: int) -> Record | None:
+        """The store's newest record when ours is not there; None when the store is empty."""
+        return (self._scan(name, pointer) if pointer else None) or self._scan(name, 1)
+
+    def _adopt(self, cell: Cell, head: Record) -> None:
+        with self._lock:
+            self._probes.forget(cell.name, cell.rec.epoch)
+            cell.rec = cell.base = head
+            cell.dirty = False
+            cell.failures = 0
+            cell.run = ""
+
+    def _install(self, cell: Cell, record: Record, *, published: bool) -> None:
+        """Make ``record`` this process's state (caller holds the lock)."""
+        self._probes.forget(cell.name, cell.rec.epoch)
+        cell.rec = record
+        cell.failures = 0
+        cell.run = ""
+        cell.dirty = not published
+        if published:
+            cell.base = record
+        else:
+            cell.offset = self.timebase.offset
+
+    def _publish(self, name: str, record: Record) -> bool:
+        """Write one epoch's record if nobody has; the previous one may now expire."""
+        wire = record.to_wire()
+        key = self._key(name, "rec", record.epoch)
+        if not self._io(lambda c: c.add(key, wire, None)):
+            return False
+        self._io(lambda c: c.set(self._key(name, "epoch"), record.epoch, None))
+        if record.epoch > 1:
+            previous = self._key(name, "rec", record.epoch - 1)
+            with contextlib.suppress(CacheUnavailable):  # it stays: harmless
+                self._io(lambda c: c.touch(previous, self.record_ttl))
+        return True
+
+    # writing
+
+    def transition(self, name: str, expected: Record, new: Record) -> Record | None:
+        cell = self.cell(name)
+        if not _same(cell.rec, expected):
+            return None
+        if not cell.dirty:
+            try:
+                if self._publish(name, new):
+                    with self._lock:
+                        self._install(cell, new, published=True)
+                    return new
+                cell.sync_due = -math.inf
+                self.sync(name)  # lost the race: learn the winner
+                return None
+            except CacheUnavailable:
+                pass  # decided here; settled when the cache returns
+        with self._lock:
+            if not _same(cell.rec, expected):
+                return None
+            self._install(cell, new, published=False)
+        return new
+
+    def add_failure(self, name: str, rec: Record, threshold: int) -> int:
+        cell = self.cell(name)
+        if not cell.dirty:
+            try:
+                return self._count_shared(cell, rec, threshold)
+            except CacheUnavailable:
+                pass
+        with self._lock:
+            if _same(cell.rec, rec):
+                cell.failures += 1
+            return cell.failures
+
+    def _count_shared(self, cell: Cell, rec: Record, threshold: int) -> int:
+        name = cell.name
+        run_key = self._key(name, "run", rec.epoch)
+        pointer_key = self._key(name, "epoch")
+        found = self._io(lambda c: c.get_many([run_key, pointer_key]))
+        if int(found.get(pointer_key) or 0) > rec.epoch:
+            cell.sync_due = -math.inf  # the state moved on: this failure was in an old epoch
+            return 0
+        run = found.get(run_key) or ""
+        known = cell.failures if run == cell.run else 0
+        fail_key = self._key(name, "fail", rec.epoch, run)
+        count = self._io(lambda c: self.counter.add(c, fail_key, self.record_ttl, known))
+        if count >= threshold and (self._io(lambda c: c.get(run_key)) or "") != run:
+            count = 0  # a success was told meanwhile: this run is over
+        with self._lock:
+            if _same(cell.rec, rec):
+                cell.run, cell.failures = run, count
+        return count
+
+    def note_success(self, name: str, rec: Record) -> None:
+        cell = self.cell(name)
+        cell.success_due = self.clock.monotonic() + self.success_interval
+        if not _same(cell.rec, rec):
+            return
+        if not cell.dirty:
+            token = new_uid()
+            run_key = self._key(name, "run", rec.epoch)
+            with contextlib.suppress(CacheUnavailable):  # then only this process knows
+                self._io(lambda c: c.set(run_key, token, self.record_ttl))
+                cell.run = token
+        cell.failures = 0
+
+    def acquire_probe(self, name: str, rec: Record, window: int, limit: int) -> int:
+        cell = self.cell(name)
+        if not cell.dirty:
+            ttl = int(rec.open_duration * 2) + 60
+            try:
+                for slot in range(1, limit + 1):
+                    key = self._key(name, "probe", rec.epoch, rec.uid, window, slot)
+                    if self._io(lambda c, key=key: c.add(key, 1, ttl)):
+                        return slot
+                return 0
+            except CacheUnavailable:
+                pass
+        with self._lock:
+            if not _same(cell.rec, rec):
+                return 0
+            return self._probes.take(name, rec.epoch, window, limit)
+
+    def release_probe(self, name: str, rec: Record, window: int, slot: int) -> None:
+        key = self._key(name, "probe", rec.epoch, rec.uid, window, slot)
+        with contextlib.suppress(CacheUnavailable):  # the slot expires by itself
+            self._io(lambda c: c.delete(key))
+        with self._lock:
+            self._probes.give_back(name, rec.epoch, window, slot)
+
+    def history(self, name: str, limit: int) -> list[Record]:
+        self.sync(name)
+        cell = self.cell(name)
+        head = cell.base.epoch
+        keys = [
+            self._key(name, "rec", epoch) for epoch in range(max(1, head - limit + 1), head + 1)
+        ]
+        try:
+            found = self._io(lambda c: c.get_many(keys))
+        except CacheUnavailable:
+            found = {}
+        records = [rec for key in keys if (rec := Record.from_wire(found.get(key))) is not None]
+        if cell.dirty or not records:
+            records.append(cell.rec)
+        return [rec for rec in records if not rec.initial][-limit:]
+
+
+def _same(a: Record, b: Record) -> bool:
+    return a.uid == b.uid and a.epoch == b.epoch

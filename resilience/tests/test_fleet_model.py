@@ -1,0 +1,590 @@
+"""A fleet of simulated processes shares one breaker through a faulty cache; hypothesis drives it.
+
+Each process has its own clock (minutes off the true one, on purpose), its
+own ``CacheStore``, ``CircuitBreaker`` and ``CachedFallback``, all on one
+``Memory`` (fleet.py) that can be flushed, restarted empty, hung, made to
+raise, to lose a write or to count non-atomically. Rules make calls succeed
+or fail, let time pass, start, fork and kill processes, force states, and
+turn faults on and off. After every step the invariants below are checked
+against what really happened (true time, true order of decisions):
+
+- at most ``MAX_PROBES`` probes per recovery window across the fleet, while
+  the store is reachable;
+- no process adopts or publishes a decision older than one it has seen
+  (an operator's forced state outranks automatic decisions that did not
+  know it);
+- all processes agree within one sync interval once the store is reachable;
+- the breaker opens only on ``THRESHOLD`` failures with no success between
+  them, up to ``SUCCESS_INTERVAL`` of staleness, and it does open when they
+  happen;
+- forced states hold in every process, those started later included;
+- an open lasts ``RECOVERY`` (with backoff) on the clock of the process
+  that opened it, whatever the other clocks say;
+- a store fault costs a call at most one socket timeout; a burst of threads
+  in a process with a hung store does not queue behind one another;
+- a last good copy is never replaced by a failure or an empty result, a
+  process that had a copy keeps serving it, and ``ok`` means data really
+  read within ``fresh_for``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import threading
+import time
+from typing import Any
+
+from django.test import override_settings
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+
+from resilience import fallback as fallback_module
+from resilience.breaker import Probe, State
+from resilience.errors import CircuitOpenError, DeadlineExceeded
+from resilience.fallback import KEY_PREFIX, CachedFallback
+from resilience.state import Record
+
+from .fleet import (
+    BURST_HANG,
+    SOCKET_TIMEOUT,
+    FleetCache,
+    Memory,
+    Process,
+    _DatetimeShim,
+    accepts,
+)
+
+EPS = 1e-6
+DAY = 24 * 3600.0
+QUERY = "positions"
+
+
+def key_of(rec: Record) -> Any:
+    """A decision's identity: its uid where records have one, else the record itself."""
+    return getattr(rec, "uid", None) or rec
+
+
+def is_initial(rec: Record) -> bool:
+    return rec.epoch == 0 and rec.state is State.CLOSED and not rec.forced
+
+
+class Fleet:
+    NAME = "questdb"
+    THRESHOLD = 3
+    RECOVERY = 10.0
+    MAX_RECOVERY = 40.0
+    MAX_PROBES = 1
+    SYNC_INTERVAL = 0.5
+    RETRY_INTERVAL = 1.0
+    SUCCESS_INTERVAL = 0.1  # how stale a success may be when the fleet counts failures
+    FRESH_FOR = 2.0
+
+    def __init__(self, machine: FleetMachine) -> None:
+        from resilience.clock import FakeClock
+
+        self.machine = machine
+        self.true = FakeClock()
+        self.memory = Memory(self.true)
+
+    def duration(self, trips: int) -> float:
+        return min(self.RECOVERY * 2 ** max(0, trips - 1), self.MAX_RECOVERY)
+
+    def make_fallback(self, process: Process) -> CachedFallback:
+        machine = self.machine
+        options: dict[str, Any] = {
+            "breaker_name": "fleet-fallback",
+            "runner": lambda operation, fn: fn(),
+            "cache_alias": "fleet",
+            "fresh_for": self.FRESH_FOR,
+        }
+        if accepts(CachedFallback.__init__, "cache"):
+            options["cache"] = process.client
+            options["clock"] = process.clock
+            options["shared"] = process.store.shared_cache
+        return CachedFallback(QUERY, lambda: machine.load(process), **options)
+
+
+class FleetMachine(RuleBasedStateMachine):
+    processes = Bundle("processes")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings = override_settings(
+            CACHES={
+                "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+                "fleet": {"BACKEND": "resilience.tests.fleet.FleetCache"},
+            },
+            RESILIENCE={"STORE": "resilience.stores.LocalStore"},
+        )
+        self.settings.enable()
+        self.real_datetime = fallback_module.datetime
+        fallback_module.datetime = _DatetimeShim  # the fallback reads the acting process's clock
+        self.fleet = Fleet(self)
+        self.live: list[Process] = []
+        # What really happened, in true time.
+        self.created: dict[Any, float] = {}  # decision -> when it first appeared anywhere
+        self.last_seen: dict[int, tuple[Any, float]] = {}  # pid -> (decision, its creation)
+        self.faulted_at = -math.inf  # the last time the store misbehaved
+        self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
+        self.probes: dict[tuple[Any, int], int] = {}
+        self.operator: tuple[str, Record, float] | None = None
+        self.knows_operator: set[int] = set()
+        self.result = "rows"  # what QuestDB answers the fallback's next load
+        self.rows = itertools.count(1)
+        self.read_at: dict[int, float] = {}  # row id -> true time it was read
+        self.had_copy: set[int] = set()  # pids whose fallback has served or stored a copy
+        self.held_probes: list[tuple[Process, Probe]] = []
+
+    def teardown(self) -> None:
+        fallback_module.datetime = self.real_datetime
+        FleetCache.current = None
+        self.settings.disable()
+
+    # helpers
+
+    @property
+    def now(self) -> float:
+        return self.fleet.true.time()
+
+    def fault(self) -> None:
+        self.faulted_at = self.now
+
+    def record(self, process: Process) -> Record:
+        """The decision a process holds now (read without syncing)."""
+        breaker = process.breaker
+        return breaker.record if hasattr(breaker, "record") else breaker._cell.rec
+
+    def store_ok(self, process: Process) -> bool:
+        """The process talks to the store (it is not deciding alone)."""
+        store = process.store
+        cell = store._cells.get(self.fleet.NAME)
+        return store.healthy and not (cell is not None and cell.dirty)
+
+    def load(self, process: Process) -> list[dict]:
+        if self.result == "failure":
+            raise ConnectionRefusedError(111, "Connection refused")
+        if self.result == "empty":
+            return []
+        row = next(self.rows)
+        self.read_at[row] = self.now
+        return [{"id": row}]
+
+    def stored_copy(self) -> list | None:
+        stored = self.fleet.memory.peek(KEY_PREFIX + QUERY)
+        return None if stored is None else stored["data"]
+
+    def timed(self, process: Process, action: Any) -> Any:
+        """Run one action as ``process``; it may pay for one hung store operation, no more."""
+        process.acting()
+        started = self.now
+        try:
+            return action()
+        finally:
+            spent = self.now - started
+            assert spent <= SOCKET_TIMEOUT + EPS, (
+                f"{process} waited {spent:g} s for the store in one call: "
+                f"{spent / SOCKET_TIMEOUT:g} socket timeouts"
+            )
+
+    # processes
+
+    @rule(target=processes, offset=st.sampled_from([0.0, 0.0, 0.0, 600.0, -600.0, 7.0]))
+    def start(self, offset: float) -> Process:
+        process = Process(self.fleet, offset)
+        self.live.append(process)
+        return process
+
+    @rule(target=processes, parent=processes)
+    def fork(self, parent: Process) -> Process:
+        """os.fork: the child starts with a copy of its parent's memory."""
+        if not parent.alive:
+            return parent
+        child = Process(self.fleet, parent.offset)
+        name = self.fleet.NAME
+        parent_cell = parent.store._cells.get(name)
+        if parent_cell is not None:
+            cell = child.store.cell(name)
+            for slot in type(parent_cell).__slots__:
+                if slot != "name":
+                    setattr(cell, slot, getattr(parent_cell, slot))
+            child.breaker._seen = parent.breaker._seen
+        for slot in ("offset", "measured"):  # the clock's offset is process memory too
+            setattr(child.store.timebase, slot, getattr(parent.store.timebase, slot))
+        child.store.after_fork()
+        child.breaker.after_fork()
+        if parent.pid in self.knows_operator:
+            self.knows_operator.add(child.pid)
+        if parent.pid in self.last_seen:
+            self.last_seen[child.pid] = self.last_seen[parent.pid]
+        self.live.append(child)
+        return child
+
+    @rule(process=consumes(processes))
+    def kill(self, process: Process) -> None:
+        """SIGKILL: gone at once, whatever it held (a probe included)."""
+        if process.alive:
+            process.alive = False
+            self.live.remove(process)
+            self.knows_operator.discard(process.pid)
+
+    # calls
+
+    def call(self, process: Process, outcome: str) -> None:
+        if not process.alive:
+            return
+        self.timed(process, lambda: self._call(process, outcome))
+
+    def _call(self, process: Process, outcome: str) -> None:
+        breaker = process.breaker
+        fleet = self.fleet
+        try:
+            permit = breaker.acquire()
+        except CircuitOpenError:
+            return
+        if isinstance(permit, Probe):
+            self.probe_granted(process, permit)
+        self.observe(process)
+        before = self.record(process)
+        if outcome == "ok":
+            breaker.record_success(permit)
+        elif outcome == "not_attempted":  # the deadline ran out before QuestDB was tried
+            breaker.record_failure(DeadlineExceeded("get_positions", 2.0), permit)
+        else:
+            breaker.record_failure(ConnectionRefusedError(111, "Connection refused"), permit)
+        if isinstance(permit, Probe) and outcome == "not_attempted":
+            self.probes[(key_of(permit.rec), permit.window)] -= 1  # given back, never tried
+        if isinstance(permit, Probe) or outcome == "not_attempted":
+            self.observe(process)
+            return
+        decision = key_of(permit)
+        self.calls.append((self.now, outcome, decision))
+        healthy_epoch = self.created.get(decision, -math.inf) > self.faulted_at
+        after = self.record(process)
+        opened_now = after.state is State.OPEN and key_of(after) not in self.created
+        self.observe(process)
+        if not (healthy_epoch and self.store_ok(process) and key_of(before) == decision):
+            return
+        if opened_now and not after.forced:
+            self.check_opened_on_enough_failures(decision)
+        if outcome == "fail" and key_of(after) == decision and not after.forced:
+            run = self.consecutive_failures(decision)
+            assert run < fleet.THRESHOLD, (
+                f"{run} consecutive failures fleet-wide with no success between them, "
+                f"yet {process} still holds the closed decision {after}"
+            )
+
+    def consecutive_failures(self, decision: Any) -> int:
+        run = 0
+        for _, outcome, key in reversed(self.calls):
+            if key != decision:
+                continue
+            if outcome == "ok":
+                break
+            run += 1
+        return run
+
+    def check_opened_on_enough_failures(self, decision: Any) -> None:
+        mine = [(at, outcome) for at, outcome, key in self.calls if key == decision]
+        successes = [at for at, outcome in mine if outcome == "ok"]
+        since = successes[-1] - self.fleet.SUCCESS_INTERVAL if successes else -math.inf
+        failures = sum(1 for at, outcome in mine if outcome == "fail" and at > since - EPS)
+        assert failures >= self.fleet.THRESHOLD, (
+            f"the breaker opened on {failures} failures since the last success "
+            f"(threshold {self.fleet.THRESHOLD}): calls in that epoch were {mine}"
+        )
+
+    def probe_granted(self, process: Process, probe: Probe) -> None:
+        open_rec = probe.rec
+        window = (key_of(open_rec), probe.window)
+        if self.fleet.memory.healthy and self.store_ok(process):
+            self.probes[window] = self.probes.get(window, 0) + 1
+            assert self.probes[window] <= self.fleet.MAX_PROBES, (
+                f"{self.probes[window]} probes in one recovery window of {open_rec}"
+            )
+        opened = self.created.get(key_of(open_rec))
+        if opened is not None and not open_rec.forced:
+            lasted = self.now - opened
+            assert lasted >= self.fleet.duration(open_rec.trips) - EPS, (
+                f"a probe after {lasted:g} s of an open meant to last "
+                f"{self.fleet.duration(open_rec.trips):g} s ({process}, {open_rec})"
+            )
+
+    @rule(process=processes, outcome=st.sampled_from(["ok", "ok", "fail", "fail", "not_attempted"]))
+    def one_call(self, process: Process, outcome: str) -> None:
+        self.call(process, outcome)
+
+    @rule(process=processes)
+    def trip(self, process: Process) -> None:
+        for _ in range(self.fleet.THRESHOLD):
+            self.call(process, "fail")
+
+    @rule(data=st.data())
+    def interleaved(self, data: st.DataObject) -> None:
+        """Processes fail and succeed in one stretch of time, in an order hypothesis picks."""
+        if not self.live:
+            return
+        steps = data.draw(
+            st.lists(
+                st.tuples(st.sampled_from(self.live), st.sampled_from(["ok", "fail", "fail"])),
+                min_size=2,
+                max_size=8,
+            )
+        )
+        for process, outcome in steps:
+            self.call(process, outcome)
+            self.fleet.true.advance(0.01)
+
+    @precondition(lambda self: len(self.live) >= 2 and not self.fleet.memory.atomic_incr)
+    @rule(data=st.data())
+    def simultaneous_failures(self, data: st.DataObject) -> None:
+        """Processes fail at the same instant: on a cache that counts with get-then-set."""
+        group = data.draw(st.lists(st.sampled_from(self.live), min_size=2, max_size=6))
+        memory = self.fleet.memory
+        memory.batch = {key: value for key, (value, _) in memory.data.items()}
+        try:
+            for process in group:
+                self.call(process, "fail")
+        finally:
+            memory.batch = None
+
+    # probes held across steps
+
+    @rule(process=processes)
+    def hold_probe(self, process: Process) -> None:
+        if not process.alive:
+            return
+        process.acting()
+        try:
+            permit = process.breaker.acquire()
+        except CircuitOpenError:
+            return
+        if isinstance(permit, Probe):
+            self.probe_granted(process, permit)
+            self.held_probes.append((process, permit))
+        else:
+            process.breaker.record_success(permit)
+            self.calls.append((self.now, "ok", key_of(permit)))
+
+    @precondition(lambda self: bool(self.held_probes))
+    @rule(ok=st.booleans())
+    def settle_probe(self, ok: bool) -> None:
+        process, probe = self.held_probes.pop(0)
+        if not process.alive:
+            return
+        process.acting()
+        if ok:
+            process.breaker.record_success(probe)
+        else:
+            process.breaker.record_failure(ConnectionRefusedError(111, "refused"), probe)
+
+    # operators
+
+    @rule(process=processes, action=st.sampled_from(["force_open", "force_closed", "reset"]))
+    def operator_acts(self, process: Process, action: str) -> None:
+        if not process.alive:
+            return
+        self.timed(process, lambda: getattr(process.breaker, action)())
+        self.operator = (action, self.record(process), self.now)
+        self.knows_operator = {process.pid}
+
+    # time and faults
+
+    @rule(seconds=st.sampled_from([0.05, 0.2, 0.5, 1.0, 5.0, 10.0, 10.0, 30.0, 8 * DAY]))
+    def advance(self, seconds: float) -> None:
+        self.fleet.true.advance(seconds)
+
+    @rule(kind=st.sampled_from(["flush", "hang", "raise", "heal", "heal", "lose_write", "glitch",
+                                "non_atomic"]))  # fmt: skip
+    def store_fault(self, kind: str) -> None:
+        memory = self.fleet.memory
+        if kind == "flush":  # FLUSHALL, or redis-server restarted without persistence
+            memory.flush()
+        elif kind in ("hang", "raise"):
+            memory.mode = kind
+        elif kind == "heal":
+            memory.mode = None
+        elif kind == "lose_write":
+            memory.lose_next_write = True
+        elif kind == "glitch":
+            memory.glitch = True
+        elif kind == "non_atomic":
+            memory.atomic_incr = False
+        self.fault()
+
+    @precondition(lambda self: self.fleet.memory.mode == "hang")
+    @rule(process=processes)
+    def thread_burst(self, process: Process) -> None:
+        """Eight threads of one process call at once while the store hangs: nobody queues."""
+        if not process.alive:
+            return
+        self.fleet.true.advance(self.fleet.RETRY_INTERVAL)  # the store is due for a retry
+        memory = self.fleet.memory
+        memory.burst = True
+        spent: list[float] = []
+        barrier = threading.Barrier(8)
+
+        def worker() -> None:
+            FleetCache.current = process
+            barrier.wait()
+            started = time.monotonic()
+            with contextlib.suppress(CircuitOpenError):
+                process.breaker.call(lambda: None)
+            spent.append(time.monotonic() - started)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            memory.burst = False
+        assert max(spent) < 2.5 * BURST_HANG + 0.05, (
+            f"threads waited {sorted(round(s, 3) for s in spent)} s: they queued for the hung store"
+        )
+
+    # the fallback
+
+    @rule(process=processes, result=st.sampled_from(["rows", "rows", "empty", "failure"]))
+    def refresh(self, process: Process, result: str) -> None:
+        if not process.alive:
+            return
+        self.result = result
+        before = self.stored_copy()
+        envelope = self.timed(process, process.fallback.refresh)
+        after = self.stored_copy()
+        if before is not None and (result != "rows" or envelope.status != "ok"):
+            assert after == before, (
+                f"a {result} refresh replaced the last good copy {before} with {after}"
+            )
+        self.check_envelope(process, envelope)
+
+    @rule(process=processes, result=st.sampled_from(["rows", "empty", "failure"]))
+    def request(self, process: Process, result: str) -> None:
+        if not process.alive:
+            return
+        self.result = result
+        before = self.stored_copy()
+        envelope = self.timed(process, process.fallback.get)
+        after = self.stored_copy()
+        if before is not None and result != "rows":
+            assert after == before, (
+                f"a {result} answer replaced the last good copy {before} with {after}"
+            )
+        self.check_envelope(process, envelope)
+
+    def check_envelope(self, process: Process, envelope: Any) -> None:
+        if envelope.data:
+            self.had_copy.add(process.pid)
+        if envelope.status == "ok" and envelope.data:
+            read = self.read_at[envelope.data[0]["id"]]
+            age = self.now - read
+            assert age <= self.fleet.FRESH_FOR + EPS, (
+                f"{process} answered ok with data read {age:g} s ago (fresh_for "
+                f"{self.fleet.FRESH_FOR:g} s); cached_at said {envelope.cached_at}"
+            )
+        if envelope.status == "error" and process.pid in self.had_copy:
+            raise AssertionError(
+                f"{process} had a last good copy but answered error: {envelope.reason}"
+            )
+
+    # convergence
+
+    @rule()
+    def heal_and_settle(self) -> None:
+        """The store is back and everyone has had time to look: the fleet agrees."""
+        memory = self.fleet.memory
+        memory.mode = None
+        memory.glitch = False
+        memory.lose_next_write = False
+        self.fleet.true.advance(self.fleet.RETRY_INTERVAL)
+        views = {}
+        for _ in range(3):  # one look to come back and settle, more to see what others settled
+            self.fleet.true.advance(self.fleet.SYNC_INTERVAL)
+            for process in self.live:
+                process.acting()
+                process.breaker.state  # noqa: B018 - reading the state syncs a due view
+                views[process] = self.record(process)
+        decisions = {key_of(rec) for rec in views.values()}
+        assert len(decisions) <= 1, f"the fleet disagrees after healing: {views}"
+        if views:
+            self.check_forced_state_holds(next(iter(views.values())))
+            self.check_open_not_stretched(views)
+
+    def check_forced_state_holds(self, rec: Record) -> None:
+        if self.operator is None:
+            return
+        action, op_rec, _ = self.operator
+        wire_has_it = (
+            any(key.endswith(f":rec:{op_rec.epoch}") for key in self.fleet.memory.data)
+            and rec.forced == op_rec.forced
+        )
+        known = bool(self.knows_operator & {p.pid for p in self.live}) or wire_has_it
+        if not known:
+            return  # everyone who knew it is gone and the store was flushed
+        if action == "force_open":
+            assert rec.forced and rec.state is State.OPEN, f"force_open lost: the fleet holds {rec}"
+        elif action == "force_closed":
+            assert rec.forced and rec.state is State.CLOSED, (
+                f"force_closed lost: the fleet holds {rec}"
+            )
+
+    def check_open_not_stretched(self, views: dict[Process, Record]) -> None:
+        for process, rec in views.items():
+            if rec.state is not State.OPEN or rec.forced:
+                continue
+            opened = self.created.get(key_of(rec))
+            if opened is None:
+                continue
+            if self.now - opened >= self.fleet.duration(rec.trips) + self.fleet.SYNC_INTERVAL:
+                process.acting()
+                state = process.breaker.state
+                assert state is State.HALF_OPEN, (
+                    f"{process} still says {state.value} {self.now - opened:g} s into an open "
+                    f"meant to last {self.fleet.duration(rec.trips):g} s ({rec})"
+                )
+
+    # invariants
+
+    @invariant()
+    def decisions_never_go_back(self) -> None:
+        for process in self.live:
+            self.observe(process)
+
+    def observe(self, process: Process) -> None:
+        """Note the decision ``process`` holds; it must not be older than one it held before."""
+        rec = self.record(process)
+        key = key_of(rec)
+        if not is_initial(rec):
+            created = self.created.setdefault(key, self.now)
+            previous = self.last_seen.get(process.pid)
+            if self.operator is not None and key_of(self.operator[1]) == key:
+                self.knows_operator.add(process.pid)
+            if previous is not None and previous[0] != key and created < previous[1] - EPS:
+                outranks = (
+                    rec.forced and self.operator is not None and (key_of(self.operator[1]) == key)
+                )
+                assert outranks, (
+                    f"{process} went back from a decision made at {previous[1]:g} to one made "
+                    f"at {created:g}: {rec}"
+                )
+            self.last_seen[process.pid] = (key, created)
+
+
+TestFleet = FleetMachine.TestCase
+TestFleet.settings = settings(
+    max_examples=300,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
