@@ -10,7 +10,8 @@ to the call's time budget on the client side, whatever the server does:
 
 - a connect gets ``min(CONNECT_TIMEOUT, budget left)``, to the millisecond
   (psycopg itself only counts whole seconds, and never fewer than two);
-- a statement gets ``min(QUERY_TIMEOUT + STATEMENT_MARGIN, budget left)``;
+- a statement gets ``min(QUERY_TIMEOUT + STATEMENT_MARGIN, budget left)``
+  (an executemany, the budget left);
 - Django's connection health check (``SELECT 1``) gets a connect's budget.
 
 Running out raises a ``QuestDBTimeout`` (a ``TimeoutError`` and Django's
@@ -163,11 +164,16 @@ def _shut(fileno: int) -> None:
 watchdog = Watchdog()
 
 
-def statement_seconds() -> float:
-    """A statement's client-side deadline: the server's timeout plus a margin, within the call."""
-    timeouts = current_timeouts()
+def statement_seconds(many: bool = False) -> float:
+    """A statement's client-side deadline: the server's timeout plus a margin, within the call.
+
+    An executemany is one statement per row for the server, each with its own
+    statement_timeout: only the call's budget bounds the batch.
+    """
     deadline = current_deadline()
-    seconds = timeouts.query + STATEMENT_MARGIN
+    if many and deadline is not None:
+        return deadline.remaining()
+    seconds = current_timeouts().query + STATEMENT_MARGIN
     return seconds if deadline is None else min(seconds, deadline.remaining())
 
 
@@ -219,7 +225,7 @@ class GuardedCursorMixin:
         operation = f"questdb.{verb}"
 
         def run():
-            seconds = statement_seconds()
+            seconds = statement_seconds(many)
             if seconds < MIN_ATTEMPT_BUDGET:
                 raise _never_attempted(operation, seconds)
             db = self.db
