@@ -1,4 +1,15 @@
-"""gunicorn reads this file from the working directory: /metrics right with several workers.
+"""gunicorn reads this file from the working directory: threaded workers, and /metrics
+right with several workers.
+
+Threaded workers (gthread, 4 threads each). A QuestDB that hangs holds a
+request for up to its deadline (REQUEST_DEADLINE, 2.5 s) before the breaker
+opens. A sync worker serves one request at a time, so the requests queued
+behind two hung ones wait 5 s, however fast their own answer is; with
+threads, a worker answers the others (from the last good copy) meanwhile.
+Threads rather than gevent: psycopg and the QuestDB engine's watchdog are
+plain blocking code. Each thread keeps its own persistent QuestDB
+connection (4 workers x 4 threads: 16 connections). Set GUNICORN_THREADS,
+or pass --threads, to change it.
 
 Each worker is its own process with its own counters. prometheus_client's
 multiprocess mode keeps them in files under PROMETHEUS_MULTIPROC_DIR, which
@@ -14,6 +25,9 @@ from pathlib import Path
 
 _var = Path(os.environ.get("QUESTDASH_VAR_DIR") or Path(__file__).resolve().parent / "var")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_var / "prometheus"))
+
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
 
 def on_starting(server):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
@@ -21,6 +22,7 @@ from questdash import localdb
 from resilience.breaker import all_breakers
 from resilience.health import settle_probes
 
+from .fleet import Fleet
 from .toxiproxy import Proxy, Toxiproxy
 
 
@@ -40,6 +42,37 @@ def questdb_proxy(toxiproxy: Toxiproxy, questdb_server) -> Iterator[Proxy]:
     )
     yield proxy
     proxy.delete()
+
+
+@pytest.fixture(scope="module")
+def fleet_proxy(toxiproxy: Toxiproxy, questdb_server) -> Iterator[Proxy]:
+    """A proxy to the test QuestDB of its own, for a fleet that outlives one test."""
+    upstream = f"{settings.QUESTDB_HOST}:{settings.QUESTDB_PORT}"
+    proxy = toxiproxy.proxy("questdb_fleet", free_port(), upstream)
+    yield proxy
+    proxy.delete()
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
+    """The site on gunicorn with 4 workers, QuestDB through ``fleet_proxy``, Redis shared.
+
+    Product settings (tests/fleet_settings.py), except a one-second recovery
+    timeout so that a test sees the breaker heal. The log must never hold
+    the QuestDB password.
+    """
+    url = redis_server.url.rsplit("/", 1)[0] + "/5"
+    redis.Redis.from_url(url).flushdb()
+    server = Fleet(
+        workdir=tmp_path_factory.mktemp("fleet"),
+        questdb_port=fleet_proxy.port,
+        redis_url=url,
+        extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "1"},
+    )
+    server.start()
+    yield server
+    server.stop()
+    assert settings.QUESTDB_PASSWORD not in server.log.read_text()
 
 
 @pytest.fixture

@@ -100,15 +100,36 @@ class Proxy:
     name: str
     port: int
 
+    def add_toxic(self, kind: str, stream: str = "downstream", **attributes: int) -> None:
+        """One toxic on every connection, live ones included (named ``<kind>_<stream>``)."""
+        self.server.api(
+            "POST",
+            f"/proxies/{self.name}/toxics",
+            {"name": f"{kind}_{stream}", "type": kind, "stream": stream, "toxicity": 1.0,
+             "attributes": attributes},
+        )  # fmt: skip
+
     def blackhole(self) -> None:
-        """Accept connections, pass nothing, answer nothing (a `timeout` toxic of 0)."""
+        """Accept connections, pass nothing, answer nothing (a `timeout` toxic of 0).
+
+        Live connections go silent mid-stream; new ones are accepted and never
+        get past the PostgreSQL handshake. Healing closes the silenced ones.
+        """
         for stream in ("upstream", "downstream"):
-            self.server.api(
-                "POST",
-                f"/proxies/{self.name}/toxics",
-                {"name": f"blackhole_{stream}", "type": "timeout", "stream": stream,
-                 "toxicity": 1.0, "attributes": {"timeout": 0}},
-            )  # fmt: skip
+            self.add_toxic("timeout", stream, timeout=0)
+
+    def latency(self, milliseconds: int, stream: str = "downstream") -> None:
+        """Every packet from QuestDB (downstream) arrives ``milliseconds`` late."""
+        self.add_toxic("latency", stream, latency=milliseconds, jitter=0)
+
+    def reset_peer(self) -> None:
+        """Every connection is reset (TCP RST) as soon as data flows."""
+        self.add_toxic("reset_peer", "upstream", timeout=0)
+
+    def drop_connections(self) -> None:
+        """Close every live connection (the listener closes and reopens at once)."""
+        self.set_enabled(False)
+        self.set_enabled(True)
 
     def heal(self) -> None:
         """No toxics, enabled: traffic flows again."""

@@ -1,0 +1,430 @@
+"""A real site to hang QuestDB under: gunicorn with N workers, staff clients, and the hangs.
+
+``Fleet`` runs the site as a deployment does (gunicorn, several workers, Redis
+for the shared breaker and copies) with its own var/ directory, migrated, and
+a staff login made by the product's own ``demo_login``. ``StaffLoad`` is a
+crowd of logged-in staff clients, each in its own thread, that request their
+pages in turn and record every answer, timed on the client's side. ``HANGS``
+are the ways QuestDB hangs, each with the way it ends.
+
+Used by tests/test_hangs.py (the ``fleet`` fixture of tests/conftest.py) and by
+benchmarks/outage_latency.py. Only the standard library at import: the gunicorn
+workers import this module for ``worker_pid_middleware``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .toxiproxy import Proxy
+
+ROOT = Path(__file__).resolve().parent.parent
+PID_HEADER = "X-Worker-Pid"
+API = "/api/dashboard/{}/"
+DASHBOARD = "/admin/questdash/dashboard/"
+HEALTH = "/ht/?format=json"
+API_SECTIONS = ("active-sessions", "latest-prices", "positions")
+
+
+def worker_pid_middleware(get_response: Callable) -> Callable:
+    """Each response names the worker process that made it (fleet settings only)."""
+
+    def middleware(request):
+        response = get_response(request)
+        response[PID_HEADER] = str(os.getpid())
+        return response
+
+    return middleware
+
+
+# --- the site --------------------------------------------------------------------------
+
+
+@dataclass
+class Fleet:
+    """gunicorn serving the site on a free port: ``workers`` processes, Redis shared.
+
+    ``settings`` is the Django settings module: tests.fleet_settings is the
+    product's own settings with the test ports (the default timeouts, not the
+    in-process tests' shorter ones); benchmarks/naive swaps in the story's design.
+    """
+
+    workdir: Path
+    questdb_port: int
+    redis_url: str
+    workers: int = 4
+    settings: str = "tests.fleet_settings"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    password: str = field(default="", repr=False)
+
+    USERNAME = "staff"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "gunicorn.log"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            # The product's own timeouts, not the ones tests/settings.py shortens.
+            if key not in {"RESILIENCE_CONNECT_TIMEOUT", "RESILIENCE_QUERY_TIMEOUT",
+                           "PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE"}
+        }  # fmt: skip
+        env.update(
+            DJANGO_SETTINGS_MODULE=self.settings,
+            PYTHONPATH=str(ROOT),
+            QUESTDASH_VAR_DIR=str(self.workdir),
+            QUESTDB_PORT=str(self.questdb_port),
+            REDIS_URL=self.redis_url,
+            DJANGO_ALLOWED_HOSTS="127.0.0.1",
+            # Every request asks QuestDB: the hardest case for the latency bound.
+            DASHBOARD_FRESH_FOR="0",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def prepare(self) -> None:
+        """The Django tables and a staff login (the product's demo_login)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        manage = [sys.executable, "manage.py"]
+        env = self.env()
+        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
+                       check=True, capture_output=True)  # fmt: skip
+        made = subprocess.run([*manage, "demo_login", "--username", self.USERNAME], cwd=ROOT,
+                              env=env, check=True, capture_output=True, text=True)  # fmt: skip
+        found = re.search(rf"{self.USERNAME} / (\S+)", made.stdout)
+        if found is None:
+            raise RuntimeError(f"demo_login printed no login: {made.stdout!r}")
+        self.password = found.group(1)
+
+    def start(self) -> None:
+        from conftest import free_port  # not at import: the workers import this module
+
+        if not self.password:
+            self.prepare()
+        self.port = free_port()
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "gunicorn"), "questdash.wsgi:application",
+                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                 "--timeout", "30"],
+                cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        pids: set[int] = set()
+        while len(pids) < self.workers:  # every worker has booted and answers
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only workers {sorted(pids)} answered within 60 s")
+            try:
+                answer = request(self.base_url, "/ht/live/", timeout=5)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            if answer.status == 200 and answer.pid:
+                pids.add(answer.pid)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def login(self) -> str:
+        """A new staff session through the admin's login form; returns the session cookie."""
+        first = request(self.base_url, "/admin/login/", timeout=10)
+        csrf = first.cookies["csrftoken"]
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', first.body)
+        form = urllib.parse.urlencode(
+            {"username": self.USERNAME, "password": self.password,
+             "csrfmiddlewaretoken": token.group(1).decode(), "next": DASHBOARD}
+        )  # fmt: skip
+        done = request(self.base_url, "/admin/login/", timeout=10, cookie=f"csrftoken={csrf}",
+                       form=form)  # fmt: skip
+        if done.status != 302 or "sessionid" not in done.cookies:
+            raise RuntimeError(f"staff login failed: HTTP {done.status}")
+        return f"sessionid={done.cookies['sessionid']}"
+
+    def load(self, clients: int = 12, *, pause: float = 0.1, timeout: float = 60) -> StaffLoad:
+        """``clients`` staff sessions: two thirds on the API, the rest on the page and /ht/."""
+        api = max(8, clients * 2 // 3)
+        paths = [[API.format(s) for s in rotate(API_SECTIONS, i)] for i in range(api)]
+        paths += [[DASHBOARD] if i % 2 == 0 else [HEALTH] for i in range(clients - api)]
+        cookies = [self.login() for _ in paths]
+        return StaffLoad(self.base_url, cookies, paths, pause=pause, timeout=timeout)
+
+
+def rotate(items: tuple[str, ...], by: int) -> list[str]:
+    by %= len(items)
+    return [*items[by:], *items[:by]]
+
+
+# --- one request -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request as the client saw it; status 0 when no answer came (``error`` says why)."""
+
+    path: str
+    started: float  # time.monotonic()
+    ended: float
+    status: int
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    cookies: dict[str, str] = field(default_factory=dict, repr=False)
+    body: bytes = field(default=b"", repr=False)
+    error: str = ""
+
+    @property
+    def elapsed(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def pid(self) -> int | None:
+        value = self.headers.get(PID_HEADER.lower())
+        return int(value) if value else None
+
+    @property
+    def breaker(self) -> str:
+        """The questdb breaker's state as the X-Circuit-Breaker header said it ("" if absent)."""
+        header = self.headers.get("x-circuit-breaker", "")
+        states = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
+        return states.get("questdb", "")
+
+    @property
+    def is_api(self) -> bool:
+        return self.path.startswith("/api/")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(
+    base_url: str, path: str, *, timeout: float, cookie: str = "", form: str | None = None
+) -> Answer:
+    """GET (or POST ``form``) on a new connection, as a browser's first request would."""
+    parsed = urllib.parse.urlsplit(base_url)
+    headers = {"Cookie": cookie} if cookie else {}
+    if form is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers["Referer"] = base_url + path
+    started = time.monotonic()
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        connection.request("GET" if form is None else "POST", path, body=form, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+    except OSError as exc:
+        return Answer(path, started, time.monotonic(), 0, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        connection.close()
+    cookies = {}
+    for name, value in response.getheaders():
+        if name.lower() == "set-cookie":
+            key, _, rest = value.partition("=")
+            cookies[key.strip()] = rest.split(";", 1)[0]
+    return Answer(
+        path,
+        started,
+        time.monotonic(),
+        response.status,
+        {k.lower(): v for k, v in response.getheaders()},
+        cookies,
+        body,
+    )
+
+
+# --- the crowd -------------------------------------------------------------------------
+
+
+class StaffLoad:
+    """Staff clients in threads, each requesting its paths in turn until stopped.
+
+    Every answer is kept: ``answers`` grows while the load runs. A client
+    waits ``pause`` between its requests (a dashboard polls; it does not flood).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        cookies: list[str],
+        paths: list[list[str]],
+        *,
+        pause: float = 0.1,
+        timeout: float = 60,
+    ) -> None:
+        self.base_url = base_url
+        self.pause = pause
+        self.timeout = timeout
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client, args=(cookie, client_paths), daemon=True)
+            for cookie, client_paths in zip(cookies, paths, strict=True)
+        ]
+
+    def __enter__(self) -> StaffLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+
+    def _client(self, cookie: str, paths: list[str]) -> None:
+        turn = 0
+        while not self._stop.is_set():
+            path = paths[turn % len(paths)]
+            turn += 1
+            self.answers.append(request(self.base_url, path, timeout=self.timeout, cookie=cookie))
+            self._stop.wait(self.pause)
+
+    def since(self, moment: float) -> list[Answer]:
+        """Answers to requests started at or after ``moment``."""
+        return [a for a in list(self.answers) if a.started >= moment]
+
+    def during(self, start: float, end: float) -> list[Answer]:
+        """Answers to requests in flight at any time between ``start`` and ``end``."""
+        return [a for a in list(self.answers) if a.started < end and a.ended > start]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
+        """Poll ``condition`` while the load runs; the moment it held."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return time.monotonic()
+            time.sleep(0.1)
+        raise AssertionError(f"not within {timeout:g} s: {what}")
+
+    def all_fresh_since(self, moment: float, workers: int) -> bool:
+        """Every worker has answered the API with fresh data since ``moment``, and none stale."""
+        api = [a for a in self.since(moment) if a.is_api and a.ended <= time.monotonic()]
+        if not api or any(a.status != 200 or a.json()["status"] != "ok" for a in api):
+            return False
+        return len({a.pid for a in api}) >= workers
+
+
+def first_open_in_every_worker(answers: list[Answer], since: float, workers: int) -> float | None:
+    """Seconds from ``since`` until every worker had answered with the breaker open."""
+    first: dict[int, float] = {}
+    for answer in sorted(answers, key=lambda a: a.ended):
+        if answer.ended >= since and answer.pid and answer.breaker == "open":
+            first.setdefault(answer.pid, answer.ended)
+    if len(first) < workers:
+        return None
+    return max(first.values()) - since
+
+
+# --- the hangs -------------------------------------------------------------------------
+
+
+@dataclass
+class Hang:
+    """A way QuestDB hangs: ``begin()`` returns the moment it began; ``end()`` ends it.
+
+    ``degrades``: whether staff should see the last good copy (and the breaker
+    open) while it lasts, or fresh data throughout.
+    """
+
+    name: str
+    begin: Callable[[], float]
+    end: Callable[[], None]
+    degrades: bool = True
+
+
+def hangs(proxy: Proxy, questdb_pid: Callable[[], int]) -> dict[str, Hang]:
+    """Every hang of issue 8, on this proxy to QuestDB and this QuestDB process."""
+
+    def at(action: Callable[[], object]) -> Callable[[], float]:
+        def begin() -> float:
+            moment = time.monotonic()
+            action()
+            return moment
+
+        return begin
+
+    def blackhole_new_connections() -> None:
+        proxy.set_enabled(False)  # the live connections are closed...
+        proxy.blackhole()  # ...and every new one hangs before the handshake ends
+        proxy.set_enabled(True)
+
+    def blackhole_mid_query() -> float:
+        proxy.latency(300)  # queries in flight on every busy connection...
+        time.sleep(0.6)
+        moment = time.monotonic()
+        proxy.blackhole()  # ...and their answers never come
+        return moment
+
+    stopped: list[int] = []
+
+    def sigstop() -> None:
+        stopped.append(questdb_pid())
+        os.kill(stopped[-1], signal.SIGSTOP)
+
+    def sigcont() -> None:
+        while stopped:
+            os.kill(stopped.pop(), signal.SIGCONT)
+
+    return {
+        hang.name: hang
+        for hang in [
+            Hang("sigstop", at(sigstop), sigcont),
+            Hang("blackhole_at_connect", at(blackhole_new_connections), proxy.heal),
+            Hang("blackhole_mid_query", blackhole_mid_query, proxy.heal),
+            Hang("latency_150ms", at(lambda: proxy.latency(150)), proxy.heal, degrades=False),
+            Hang("latency_2s", at(lambda: proxy.latency(2000)), proxy.heal),
+            Hang("reset_peer", at(proxy.reset_peer), proxy.heal),
+        ]
+    }
+
+
+@dataclass
+class Percentiles:
+    count: int
+    p50: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Percentiles:
+        ordered = sorted(seconds) or [float("nan")]
+
+        def at(q: float) -> float:
+            return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+        return cls(len(seconds), at(0.5), at(0.99), ordered[-1])
+
+
+def slowest(answers: list[Answer], n: int = 5) -> Iterator[str]:
+    for answer in sorted(answers, key=lambda a: -a.elapsed)[:n]:
+        yield f"{answer.path} {answer.elapsed:.2f}s HTTP {answer.status} {answer.error}"

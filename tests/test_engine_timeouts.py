@@ -1,0 +1,264 @@
+"""The QuestDB engine's own time limits (questdash/db/guard.py), in this process.
+
+Connect budgets of any length (psycopg will not time out under 2 s), the
+watchdog that holds statements and Django's connection check to theirs, and
+no attempt at all when no budget is left. The watchdog and the connect
+helper are tried on their own with sockets and fakes; the rest on the real
+QuestDB, blackholed through Toxiproxy.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from django.db import connections
+
+from questdash.db.guard import (
+    ConnectTimeout,
+    StatementTimeout,
+    Watchdog,
+    connect_within,
+    questdb_call,
+)
+from questdash.sections import section
+from resilience.breaker import get_breaker
+from resilience.errors import DeadlineExceeded, OperationFailed
+from resilience.guard import guarded
+
+pytestmark = [
+    pytest.mark.usefixtures("questdb_server", "fresh_state"),
+    pytest.mark.django_db(databases="__all__"),
+]
+
+SLACK = 0.15  # the watchdog fires within milliseconds; this allows for a loaded machine
+
+
+def set_timeouts(settings, **values: float) -> None:
+    settings.RESILIENCE = {**settings.RESILIENCE, **values}
+
+
+def cause_chain(exc: BaseException) -> list[BaseException]:
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return chain
+
+
+def timed_failure(fn) -> tuple[BaseException, float]:
+    """Run fn as one guarded QuestDB call without retries; its error and how long it took."""
+    started = time.monotonic()
+    with pytest.raises(OperationFailed) as info:
+        questdb_call("test_call", fn, retry=False)
+    return info.value, time.monotonic() - started
+
+
+# --- the watchdog, on its own -------------------------------------------------------------
+
+
+@pytest.fixture
+def sockets():
+    pairs = [socket.socketpair() for _ in range(2)]
+    yield pairs
+    for pair in pairs:
+        for sock in pair:
+            sock.close()
+
+
+def shut_after(sock: socket.socket, started: float) -> float:
+    """Block on recv until the watchdog shuts the socket; the seconds since ``started``."""
+    assert sock.recv(1) == b""
+    return time.monotonic() - started
+
+
+def test_the_watchdog_shuts_a_socket_at_its_deadline(sockets):
+    watchdog = Watchdog()
+    mine, _ = sockets[0]
+    started = time.monotonic()
+    ticket = watchdog.watch(mine.fileno(), 0.2)
+    took = shut_after(mine, started)
+    assert 0.2 <= took < 0.2 + SLACK
+    assert watchdog.release(ticket) is True  # it says so: the caller reports a timeout
+
+
+def test_a_released_statement_is_never_shut(sockets):
+    watchdog = Watchdog()
+    mine, theirs = sockets[0]
+    assert watchdog.release(watchdog.watch(mine.fileno(), 0.05)) is False
+    time.sleep(0.15)
+    theirs.sendall(b"x")
+    assert mine.recv(1) == b"x"
+
+
+def test_an_earlier_deadline_wakes_a_watchdog_sleeping_on_a_later_one(sockets):
+    watchdog = Watchdog()
+    later, _ = sockets[0]
+    sooner, _ = sockets[1]
+    late_ticket = watchdog.watch(later.fileno(), 5.0)
+    time.sleep(0.05)  # the thread now sleeps until the 5 s deadline
+    started = time.monotonic()
+    watchdog.watch(sooner.fileno(), 0.1)
+    assert 0.1 <= shut_after(sooner, started) < 0.1 + SLACK
+    assert watchdog.release(late_ticket) is False
+
+
+# --- connects -------------------------------------------------------------------------------
+
+
+def test_a_connection_that_arrives_after_the_budget_is_closed():
+    closed: list[str] = []
+
+    def slow_connect() -> str:
+        time.sleep(0.3)
+        return "connection"
+
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout, match=r"within 0\.1 s") as info:
+        connect_within(slow_connect, 0.1, close=closed.append)
+    assert time.monotonic() - started < 0.1 + SLACK
+    assert isinstance(info.value, TimeoutError)
+    deadline = time.monotonic() + 2
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert closed == ["connection"]
+
+
+def test_a_connect_error_is_the_connect_error():
+    def refused() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(ConnectionRefusedError):
+        connect_within(refused, 1.0, close=lambda c: None)
+
+
+@pytest.mark.parametrize("seconds", [1.0, 0.5])
+def test_a_connect_budget_under_psycopgs_2_s_works_against_a_healthy_questdb(
+    settings, connect_attempts, seconds
+):
+    set_timeouts(settings, CONNECT_TIMEOUT=seconds)
+    connections["questdb"].close()
+    envelope = section("latest-prices").get()
+    assert (envelope.status, envelope.reason) == ("ok", None)
+    assert envelope.data
+    assert len(connect_attempts) == 1
+    snapshot = get_breaker("questdb").snapshot()
+    assert (snapshot.public_state, snapshot.failure_count) == ("closed", 0)
+
+
+def test_a_connect_that_hangs_gives_up_at_its_budget_not_at_psycopgs(settings, questdb_via_proxy):
+    set_timeouts(settings, CONNECT_TIMEOUT=0.3)
+    questdb_via_proxy.blackhole()
+    error, took = timed_failure(connections["questdb"].ensure_connection)
+    assert 0.3 <= took < 0.3 + SLACK
+    timeouts = [e for e in cause_chain(error) if isinstance(e, ConnectTimeout)]
+    assert timeouts and isinstance(timeouts[0], TimeoutError), cause_chain(error)
+    assert "QuestDB did not complete the connection within 0.3 s" in str(error)
+    # The helper thread ends under psycopg's own timeout (2 s): none is left behind.
+    deadline = time.monotonic() + 4
+    while any(t.name == "questdb-connect" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a connect helper thread outlived psycopg's timeout"
+        time.sleep(0.1)
+
+
+def spend_the_budget_then(fn) -> OperationFailed:
+    """fn after the call's whole budget (0.05 s) is spent; the call's error."""
+
+    def late() -> None:
+        time.sleep(0.06)
+        fn()
+
+    with pytest.raises(OperationFailed) as info:
+        guarded("test_call", late, breaker_name="questdb", retry=False, deadline=0.05)
+    return info.value
+
+
+def never_attempted(error: OperationFailed) -> DeadlineExceeded:
+    found = [e for e in cause_chain(error) if isinstance(e, DeadlineExceeded)]
+    assert found, cause_chain(error)
+    assert found[-1].attempts == 0
+    return found[-1]
+
+
+def test_no_budget_left_means_no_connect_attempt(connect_attempts):
+    connections["questdb"].close()
+    error = spend_the_budget_then(connections["questdb"].ensure_connection)
+    assert never_attempted(error).operation == "questdb.connect"
+    assert connect_attempts == []
+
+
+# --- statements and the connection check ------------------------------------------------
+
+
+def live_connection_then_blackhole(proxy) -> None:
+    connections["questdb"].ensure_connection()
+    proxy.blackhole()
+
+
+def select_one() -> None:
+    with connections["questdb"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@pytest.mark.parametrize(
+    ("query_timeout", "call_deadline", "expected"),
+    [(0.4, 4.0, 0.5), (5.0, 0.6, 0.6)],
+    ids=["query timeout plus margin", "cut to the call's budget"],
+)
+def test_a_statement_on_a_silent_connection_ends_at_its_deadline(
+    settings, questdb_via_proxy, query_timeout, call_deadline, expected
+):
+    set_timeouts(settings, QUERY_TIMEOUT=query_timeout, CALL_DEADLINE=call_deadline)
+    live_connection_then_blackhole(questdb_via_proxy)
+    error, took = timed_failure(select_one)
+    assert expected <= took < expected + SLACK
+    assert any(isinstance(e, StatementTimeout) for e in cause_chain(error)), cause_chain(error)
+    assert connections["questdb"].connection is None  # dropped: the socket is shut
+
+
+def test_an_executemany_is_held_to_the_calls_budget_not_one_statements(settings, questdb_via_proxy):
+    """The server times out each row of a batch: only the call's budget bounds the whole."""
+    set_timeouts(settings, QUERY_TIMEOUT=0.1, CALL_DEADLINE=0.6)
+    live_connection_then_blackhole(questdb_via_proxy)
+
+    def batch() -> None:
+        with connections["questdb"].cursor() as cursor:
+            cursor.executemany("SELECT %s", [(n,) for n in range(3)])
+
+    error, took = timed_failure(batch)
+    assert 0.6 <= took < 0.6 + SLACK
+    assert any(isinstance(e, StatementTimeout) for e in cause_chain(error)), cause_chain(error)
+
+
+def test_a_connection_check_that_hangs_fails_the_call_instead_of_reconnecting(
+    settings, questdb_via_proxy, connect_attempts
+):
+    set_timeouts(settings, CONNECT_TIMEOUT=0.3)
+    live_connection_then_blackhole(questdb_via_proxy)
+    connect_attempts.clear()
+    connections["questdb"].health_check_done = False  # as at the start of a request
+    error, took = timed_failure(select_one)
+    assert 0.3 <= took < 0.3 + SLACK  # one check; no connect on top of it
+    assert "did not answer the connection check (SELECT 1) within 0.3 s" in str(error)
+    assert connect_attempts == []
+    assert connections["questdb"].connection is None
+
+
+def test_outside_a_deadline_a_connection_check_that_hangs_just_says_unusable(
+    settings, questdb_via_proxy
+):
+    set_timeouts(settings, CONNECT_TIMEOUT=0.3)
+    live_connection_then_blackhole(questdb_via_proxy)
+    started = time.monotonic()
+    assert connections["questdb"].is_usable() is False  # as at a request's end
+    assert time.monotonic() - started < 0.3 + SLACK
+    assert connections["questdb"].connection is None
+
+
+def test_a_statement_with_no_budget_left_is_never_sent():
+    connections["questdb"].ensure_connection()
+    error = spend_the_budget_then(select_one)
+    assert never_attempted(error).operation == "questdb.select"
+    assert connections["questdb"].connection is not None  # nothing went wrong with it
