@@ -103,15 +103,32 @@ class Record:
         The newer decision wins, except that an operator's forced state beats
         automatic decisions made without knowing it.
         """
-        if self.uid == other.uid:
+        if self.uid == other.uid or other.parent == self.uid:
             return False
+        if self.parent == other.uid:
+            return True  # derived from it: newer, whatever the clocks say
         mine = -math.inf if self.manual_at is None else self.manual_at
         theirs = -math.inf if other.manual_at is None else other.manual_at
         if self.forced and mine > theirs:
             return True
         if other.forced and theirs > mine:
             return False
-        return (self.at or -math.inf) > (other.at or -math.inf)
+        return (self.at or -math.inf, self.epoch) > (other.at or -math.inf, other.epoch)
+
+    def knows_less_than(self, other: Record) -> bool:
+        """Whether ``other`` carries an operator's decision that this history has not seen."""
+        return (other.manual_at or -math.inf) > (self.manual_at or -math.inf)
+
+    def told(self, manual_at: float | None) -> Record:
+        """The same state as a new decision that knows the operator's latest word.
+
+        After a store lost its history, a process that knew of a later reset
+        adopts the newer automatic state but must not let an older forced
+        state be restored over that reset.
+        """
+        return replace(
+            self, epoch=self.epoch + 1, uid=new_uid(), parent=self.uid, manual_at=manual_at
+        )
 
     def successor(self, **fields: Any) -> Record:
         """The next decision: epoch + 1, a new uid, this one as parent, the operator's mark kept."""

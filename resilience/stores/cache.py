@@ -219,10 +219,15 @@ class CacheStore(BreakerStore):
                 self._adopt(cell, initial_record())
                 return True
             return self._restore(cell, mine.renumbered(1, ""))
-        if mine.initial or head.uid == mine.uid or not mine.outranks(head):
+        if mine.initial or head.uid == mine.uid:
             self._adopt(cell, head)
             return True
-        return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+        if mine.outranks(head):
+            return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+        if head.knows_less_than(mine):  # keep the operator's latest word with the newer state
+            return self._restore(cell, head.told(mine.manual_at))
+        self._adopt(cell, head)
+        return True
 
     def _restore(self, cell: Cell, record: Record) -> bool:
         if not self._publish(cell.name, record):

@@ -60,7 +60,7 @@ class Memory:
 
     @property
     def healthy(self) -> bool:
-        return self.mode is None and not self.glitch
+        return self.mode is None and not self.glitch and not self.lose_next_write
 
     def flush(self) -> None:
         with self.lock:

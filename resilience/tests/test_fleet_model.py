@@ -136,7 +136,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.last_seen: dict[int, tuple[Any, float]] = {}  # pid -> (decision, its creation)
         self.faulted_at = -math.inf  # the last time the store misbehaved
         self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
-        self.probes: dict[tuple[Any, int], int] = {}
+        self.probes: dict[tuple[Any, int], int] = {}  # probes counted, by open decision and window
         self.operator: tuple[str, Record, float] | None = None
         self.knows_operator: set[int] = set()
         self.result = "rows"  # what QuestDB answers the fallback's next load
@@ -262,7 +262,9 @@ class FleetMachine(RuleBasedStateMachine):
         else:
             breaker.record_failure(ConnectionRefusedError(111, "Connection refused"), permit)
         if isinstance(permit, Probe) and outcome == "not_attempted":
-            self.probes[(key_of(permit.rec), permit.window)] -= 1  # given back, never tried
+            window = (key_of(permit.rec), permit.window)
+            if window in self.probes:
+                self.probes[window] -= 1  # given back, never tried
         if isinstance(permit, Probe) or outcome == "not_attempted":
             self.observe(process)
             return
@@ -276,12 +278,20 @@ class FleetMachine(RuleBasedStateMachine):
             return
         if opened_now and not after.forced:
             self.check_opened_on_enough_failures(decision)
-        if outcome == "fail" and key_of(after) == decision and not after.forced:
+        head = self.store_head()
+        current = head is not None and key_of(head) == decision
+        if outcome == "fail" and current and key_of(after) == decision and not after.forced:
             run = self.consecutive_failures(decision)
             assert run < fleet.THRESHOLD, (
                 f"{run} consecutive failures fleet-wide with no success between them, "
                 f"yet {process} still holds the closed decision {after}"
             )
+
+    def store_head(self) -> Record | None:
+        """The newest decision in the store, read directly (None when it is empty)."""
+        memory, prefix = self.fleet.memory, f"resilience:{self.fleet.NAME}"
+        pointer = memory.peek(f"{prefix}:epoch")
+        return None if pointer is None else Record.from_wire(memory.peek(f"{prefix}:rec:{pointer}"))
 
     def consecutive_failures(self, decision: Any) -> int:
         run = 0
@@ -306,13 +316,13 @@ class FleetMachine(RuleBasedStateMachine):
     def probe_granted(self, process: Process, probe: Probe) -> None:
         open_rec = probe.rec
         window = (key_of(open_rec), probe.window)
-        if self.fleet.memory.healthy and self.store_ok(process):
+        opened = self.created.get(key_of(open_rec), -math.inf)
+        if self.fleet.memory.healthy and self.store_ok(process) and opened > self.faulted_at:
             self.probes[window] = self.probes.get(window, 0) + 1
             assert self.probes[window] <= self.fleet.MAX_PROBES, (
                 f"{self.probes[window]} probes in one recovery window of {open_rec}"
             )
-        opened = self.created.get(key_of(open_rec))
-        if opened is not None and not open_rec.forced:
+        if math.isfinite(opened) and not open_rec.forced:
             lasted = self.now - opened
             assert lasted >= self.fleet.duration(open_rec.trips) - EPS, (
                 f"a probe after {lasted:g} s of an open meant to last "
