@@ -79,7 +79,7 @@ class CircuitBreakerAdmin(PageAdmin):
 
     def page_context(self, request: HttpRequest) -> dict:
         return {
-            "breakers": [b.snapshot() for b in all_breakers()],
+            "breakers": [b.snapshot(history=True) for b in all_breakers()],
             "actions": [(slug, label) for slug, (_, label) in ACTIONS.items()],
             "can_control": self.has_control_permission(request),
             "refresh_seconds": REFRESH_SECONDS,

@@ -8,101 +8,27 @@ QuestDB outage.
 from __future__ import annotations
 
 import difflib
-import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .conf import BREAKER_KEYS, DEFAULTS, ENVIRONMENT, SETTING_NAME, get_config
-
-Problem = tuple[str, str, str]  # (id, message, hint)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _where(scope: str, key: str) -> str:
-    return f"{scope}[{key!r}]"
-
-
-def _env_hint(key: str) -> str:
-    if key in ENVIRONMENT:
-        return f" (or the {ENVIRONMENT[key][0]} environment variable)"
-    return ""
-
-
-# (key, id, test, what it must be)
-_RULES: list[tuple[str, str, Callable[[Any], bool], str]] = [
-    ("FAILURE_THRESHOLD", "E001", lambda v: _integer(v) and v >= 1, "a whole number of at least 1"),
-    ("RECOVERY_TIMEOUT", "E002", lambda v: _number(v) and v > 0, "a positive number of seconds"),
-    ("HALF_OPEN_MAX_CALLS", "E003", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("CONNECT_TIMEOUT", "E004", lambda v: _number(v) and v > 0, "a positive number of seconds"),
-    ("QUERY_TIMEOUT", "E004", lambda v: _number(v) and v > 0, "a positive number of seconds"),
-    ("CALL_DEADLINE", "E004", lambda v: _number(v) and v > 0, "a positive number of seconds"),
-    ("RETRY_ATTEMPTS", "E006", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    (
-        "RETRY_WAITS",
-        "E006",
-        lambda v: isinstance(v, list | tuple) and bool(v) and all(_number(w) and w >= 0 for w in v),
-        "a non-empty list of seconds >= 0, such as (0.1, 0.5, 1.0)",
-    ),
-    ("RETRY_JITTER", "E006", lambda v: _number(v) and v >= 0, "a number of seconds >= 0"),
-    (
-        "FAILURE_RATE_THRESHOLD",
-        "E007",
-        lambda v: v is None or (_number(v) and 0 < v <= 100),
-        "None (off) or a percentage in (0, 100]",
-    ),
-    ("SLIDING_WINDOW_SIZE", "E007", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("MINIMUM_CALLS", "E007", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("OPEN_BACKOFF_MULTIPLIER", "E008", lambda v: _number(v) and v >= 1, "a number >= 1 (1: off)"),
-    ("MAX_RECOVERY_TIMEOUT", "E008", lambda v: _number(v) and v > 0, "a positive number"),
-    ("HISTORY_SIZE", "E013", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-]
+from .conf import (
+    BREAKER_KEYS,
+    DEFAULTS,
+    SETTING_NAME,
+    Problem,
+    get_config,
+    number,
+    value_problems,
+)
+from .conf import where as _where
 
 
 def _value_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
-    problems: list[Problem] = []
-    for key, check_id, test, must_be in _RULES:
-        value = config.get(key)
-        if not test(value):
-            problems.append(
-                (
-                    check_id,
-                    f"{_where(scope, key)} is {value!r}; it must be {must_be}.",
-                    f"Set {_where(scope, key)}{_env_hint(key)} to {must_be}; "
-                    f"the default is {DEFAULTS[key]!r}.",
-                )
-            )
-    window, minimum = config.get("SLIDING_WINDOW_SIZE"), config.get("MINIMUM_CALLS")
-    if _integer(window) and _integer(minimum) and minimum > window:
-        problems.append(
-            (
-                "E007",
-                f"{_where(scope, 'MINIMUM_CALLS')} ({minimum}) is larger than "
-                f"SLIDING_WINDOW_SIZE ({window}), so the failure-rate rule can never fire.",
-                "Make MINIMUM_CALLS at most SLIDING_WINDOW_SIZE.",
-            )
-        )
-    longest, recovery = config.get("MAX_RECOVERY_TIMEOUT"), config.get("RECOVERY_TIMEOUT")
-    if _number(longest) and _number(recovery) and longest < recovery:
-        problems.append(
-            (
-                "E008",
-                f"{_where(scope, 'MAX_RECOVERY_TIMEOUT')} ({longest}) is shorter than "
-                f"RECOVERY_TIMEOUT ({recovery}).",
-                "Raise MAX_RECOVERY_TIMEOUT to at least RECOVERY_TIMEOUT.",
-            )
-        )
-    return problems
+    return value_problems(config, scope)
 
 
 def _import_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
@@ -139,6 +65,12 @@ def _import_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
     return problems
 
 
+_SHARED_CACHES = (
+    "Redis (django.core.cache.backends.redis.RedisCache), Memcached or the database cache "
+    "(django.core.cache.backends.db.DatabaseCache)"
+)
+
+
 def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
     from django.conf import settings
 
@@ -155,33 +87,42 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
             )
         ]
     problems: list[Problem] = []
-    interval = options.get("SYNC_INTERVAL", 0.5)
-    if not (_number(interval) and interval > 0):
+    for key, default, meaning in (
+        ("SYNC_INTERVAL", 0.5, "how stale a process's view of the shared state may get"),
+        ("SUCCESS_INTERVAL", 0.1, "how stale a success may be when the fleet counts failures"),
+        ("OUTAGE_RETRY_INTERVAL", 1.0, "how often a cache that went away is tried again"),
+    ):
+        value = options.get(key, default)
+        if not (number(value) and value > 0):
+            problems.append(
+                (
+                    "E010",
+                    f"{where}[{key!r}] is {value!r}; it must be a positive number of seconds.",
+                    f"It sets {meaning}; the default is {default}.",
+                )
+            )
+    backend = str(caches[alias].get("BACKEND", ""))
+    if backend.endswith(("DummyCache", "FileBasedCache")):
+        why = (
+            "stores nothing"
+            if backend.endswith("DummyCache")
+            else "neither adds nor counts atomically across processes (two processes could "
+            "probe in one window, and failures would be lost)"
+        )
         problems.append(
             (
-                "E010",
-                f"{where}['SYNC_INTERVAL'] is {interval!r}; it must be a positive number.",
-                "Use 0.5 to 1 seconds: how stale a process's view of the shared state may get.",
+                "E014",
+                f"{where} shares breaker state through cache {alias!r} ({backend}), which {why}.",
+                f"Use {_SHARED_CACHES} for CacheStore, or LocalStore for a single process.",
             )
         )
-    backend = str(caches[alias].get("BACKEND", ""))
-    if backend.endswith(("DummyCache", "LocMemCache")):
+    if backend.endswith("LocMemCache"):
         problems.append(
             (
                 "W002",
                 f"{where} shares breaker state through cache {alias!r} ({backend}), "
                 "which other processes cannot see.",
-                "Use Redis (django.core.cache.backends.redis.RedisCache), Memcached or the "
-                "database cache for CacheStore, or LocalStore for a single process.",
-            )
-        )
-    if backend.endswith("FileBasedCache"):
-        problems.append(
-            (
-                "W003",
-                f"{where} shares breaker state through cache {alias!r} ({backend}), whose add() "
-                "is not atomic across processes: two processes may probe in one window.",
-                "Use Redis, Memcached or the database cache when processes share a breaker.",
+                f"Use {_SHARED_CACHES} for CacheStore, or LocalStore for a single process.",
             )
         )
     return problems

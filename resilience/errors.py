@@ -20,10 +20,12 @@ from .clock import iso_utc
 MAX_ERROR_LENGTH = 500
 
 # scheme://user:password@host -> scheme://***@host (greedy: a password may hold '@').
-_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s'\"<>]+@")
+# Every repetition is bounded: unbounded ones made scrub() quadratic, and a
+# 24 KB URL in a 404's log line cost 40 s of CPU (anyone could send one).
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)[^/\s'\"<>]{1,256}@")
 # password=..., QUESTDB_PASSWORD: ..., "api_key": "...", PGPASSWORD=... (quoted or not).
 _SECRET_ASSIGNMENT = re.compile(
-    r"""(?P<key>["']?[\w.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key)[\w.\-]*["']?)"""
+    r"""(?<![\w.\-])(?P<key>["']?[\w.\-]{0,64}(?:password|passwd|pwd|secret|token|api[_\-]?key)[\w.\-]{0,64}["']?)"""
     r"""(?P<sep>\s*[=:]\s*)"""
     r"""(?P<value>"[^"]*"|'[^']*'|[^\s&;,'"]+)""",
     re.IGNORECASE,

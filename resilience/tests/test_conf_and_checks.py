@@ -113,7 +113,13 @@ def test_app_registers_its_checks():
 @pytest.mark.parametrize(
     ("overrides", "expected_id", "words"),
     [
-        ({"FAILURE_THRESHOLD": 0}, "resilience.E001", "at least 1"),
+        ({"FAILURE_THRESHOLD": 0}, "resilience.E001", ">= 1"),
+        ({"RECOVERY_TIMEOUT": float("nan")}, "resilience.E002", "positive"),
+        ({"CALL_DEADLINE": float("inf")}, "resilience.E004", "positive"),
+        ({"CALL_DEADLINE": 0.5}, "resilience.E012", "shorter than one connection attempt"),
+        ({"REQUEST_DEADLINE": 0.5}, "resilience.E012", "shorter than one connection attempt"),
+        ({"REQUEST_DEADLINE": 1.5}, "resilience.W004", "cut to the request's budget"),
+        ({"QUERY_TIMEOUT": 3.0}, "resilience.W005", "not the server, ends a slow statement"),
         ({"RECOVERY_TIMEOUT": -5}, "resilience.E002", "positive"),
         ({"HALF_OPEN_MAX_CALLS": 0}, "resilience.E003", ">= 1"),
         ({"CONNECT_TIMEOUT": -1}, "resilience.E004", "positive"),
@@ -166,12 +172,30 @@ def test_cache_store_on_a_process_local_cache_is_a_warning(settings):
     assert ids(check_settings()) == ["resilience.W002"]
 
 
-def test_cache_store_on_files_warns_that_add_is_not_atomic(settings, tmp_path):
-    backend = "django.core.cache.backends.filebased.FileBasedCache"
+@pytest.mark.parametrize(
+    ("backend", "check_id", "says"),
+    [
+        ("django.core.cache.backends.filebased.FileBasedCache", "resilience.E014", "atomically"),
+        ("django.core.cache.backends.dummy.DummyCache", "resilience.E014", "stores nothing"),
+        ("django.core.cache.backends.locmem.LocMemCache", "resilience.W002", "cannot see"),
+    ],
+)
+def test_a_cache_that_cannot_share_or_count_is_refused_for_the_shared_store(
+    settings, tmp_path, backend, check_id, says
+):
     settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
     settings.RESILIENCE = {"STORE": "resilience.stores.CacheStore"}
     (message,) = check_settings()
-    assert message.id == "resilience.W003" and "not atomic" in message.msg
+    assert message.id == check_id and says in message.msg
+    assert "DatabaseCache" in message.hint  # and it says which caches can
+
+
+def test_the_database_cache_is_accepted_for_the_shared_store(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}
+    }
+    settings.RESILIENCE = {"STORE": "resilience.stores.CacheStore"}
+    assert check_settings() == []
 
 
 def test_default_store_is_local(settings):

@@ -255,3 +255,18 @@ def test_log_event_scrubs_nested_values():
         logger.removeHandler(handler)
     line = stream.getvalue()
     assert "pw1" not in line and "pw2" not in line
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/" + "a" * 200_000,  # a long path in a 404's log line
+        "x" * 200_000 + "://",
+        "password" * 25_000,
+        "https://" + "u" * 200_000 + "@host",
+    ],
+)
+def test_scrub_stays_linear_on_long_hostile_text(text):
+    """Anyone can put 200 KB in a URL; scrubbing it once cost minutes when it was quadratic."""
+    assert scrub(text)
