@@ -69,8 +69,12 @@ class Record:
 
     @property
     def sticky(self) -> bool:
-        """Worth restoring into a store that lost it: anything but plain closed."""
-        return self.state is State.OPEN or self.forced
+        """Worth restoring into a store that lost it: anything but a plain automatic "closed".
+
+        An operator's reset is restored too: otherwise an older forced state,
+        restored by a process that missed the reset, would win.
+        """
+        return self.state is State.OPEN or self.forced or self.manual_at is not None
 
     @property
     def open_duration(self) -> float:

@@ -43,6 +43,7 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -65,6 +66,7 @@ from .fleet import (
 )
 
 EPS = 1e-6
+ACTION = 0.001  # seconds each call or operator action takes
 DAY = 24 * 3600.0
 QUERY = "positions"
 
@@ -72,6 +74,11 @@ QUERY = "positions"
 def key_of(rec: Record) -> Any:
     """A decision's identity: its uid where records have one, else the record itself."""
     return getattr(rec, "uid", None) or rec
+
+
+def episode(rec: Record) -> tuple[Any, ...]:
+    """One open, however many decisions carry it (a record told of a reset keeps its times)."""
+    return (rec.opened_at, rec.open_until, rec.forced)
 
 
 def is_initial(rec: Record) -> bool:
@@ -133,6 +140,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.live: list[Process] = []
         # What really happened, in true time.
         self.created: dict[Any, float] = {}  # decision -> when it first appeared anywhere
+        self.opened: dict[tuple[Any, ...], float] = {}  # an open episode -> when first seen
         self.last_seen: dict[int, tuple[Any, float]] = {}  # pid -> (decision, its creation)
         self.faulted_at = -math.inf  # the last time the store misbehaved
         self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
@@ -195,6 +203,7 @@ class FleetMachine(RuleBasedStateMachine):
                 f"{process} waited {spent:g} s for the store in one call: "
                 f"{spent / SOCKET_TIMEOUT:g} socket timeouts"
             )
+            self.fleet.true.advance(ACTION)  # nothing real happens in no time at all
 
     # processes
 
@@ -272,7 +281,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.calls.append((self.now, outcome, decision))
         healthy_epoch = self.created.get(decision, -math.inf) > self.faulted_at
         after = self.record(process)
-        opened_now = after.state is State.OPEN and key_of(after) not in self.created
+        opened_now = after.state is State.OPEN and episode(after) not in self.opened
         self.observe(process)
         if not (healthy_epoch and self.store_ok(process) and key_of(before) == decision):
             return
@@ -316,7 +325,7 @@ class FleetMachine(RuleBasedStateMachine):
     def probe_granted(self, process: Process, probe: Probe) -> None:
         open_rec = probe.rec
         window = (key_of(open_rec), probe.window)
-        opened = self.created.get(key_of(open_rec), -math.inf)
+        opened = self.opened.get(episode(open_rec), -math.inf)
         if self.fleet.memory.healthy and self.store_ok(process) and opened > self.faulted_at:
             self.probes[window] = self.probes.get(window, 0) + 1
             assert self.probes[window] <= self.fleet.MAX_PROBES, (
@@ -413,8 +422,12 @@ class FleetMachine(RuleBasedStateMachine):
     def advance(self, seconds: float) -> None:
         self.fleet.true.advance(seconds)
 
-    @rule(kind=st.sampled_from(["flush", "hang", "raise", "heal", "heal", "lose_write", "glitch",
-                                "non_atomic"]))  # fmt: skip
+    @initialize(atomic=st.booleans())
+    def choose_cache(self, atomic: bool) -> None:
+        """Redis counts atomically; Django's database cache reads, then writes."""
+        self.fleet.memory.atomic_incr = atomic
+
+    @rule(kind=st.sampled_from(["flush", "hang", "raise", "heal", "heal", "lose_write", "glitch"]))
     def store_fault(self, kind: str) -> None:
         memory = self.fleet.memory
         if kind == "flush":  # FLUSHALL, or redis-server restarted without persistence
@@ -427,8 +440,6 @@ class FleetMachine(RuleBasedStateMachine):
             memory.lose_next_write = True
         elif kind == "glitch":
             memory.glitch = True
-        elif kind == "non_atomic":
-            memory.atomic_incr = False
         self.fault()
 
     @precondition(lambda self: self.fleet.memory.mode == "hang")
@@ -553,7 +564,7 @@ class FleetMachine(RuleBasedStateMachine):
         for process, rec in views.items():
             if rec.state is not State.OPEN or rec.forced:
                 continue
-            opened = self.created.get(key_of(rec))
+            opened = self.opened.get(episode(rec))
             if opened is None:
                 continue
             if self.now - opened >= self.fleet.duration(rec.trips) + self.fleet.SYNC_INTERVAL:
@@ -577,6 +588,8 @@ class FleetMachine(RuleBasedStateMachine):
         key = key_of(rec)
         if not is_initial(rec):
             created = self.created.setdefault(key, self.now)
+            if rec.state is State.OPEN:
+                self.opened.setdefault(episode(rec), self.now)
             previous = self.last_seen.get(process.pid)
             if self.operator is not None and key_of(self.operator[1]) == key:
                 self.knows_operator.add(process.pid)
