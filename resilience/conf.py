@@ -13,6 +13,7 @@ as django-debug-toolbar does, so ``override_settings`` works in tests.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -76,12 +77,15 @@ def _from_environment() -> dict[str, Any]:
         if raw is None or not raw.strip():
             continue
         try:
-            values[key] = kind(raw.strip())
+            value = kind(raw.strip())
         except ValueError:
+            value = math.nan  # refused below, with the same message
+        if not math.isfinite(value):  # NaN and inf pass float() but no comparison
             raise ImproperlyConfigured(
                 f"{variable}={raw!r} is not a valid {kind.__name__}; "
-                f"set it to a number such as {DEFAULTS[key]!r} or unset it."
-            ) from None
+                f"set it to a finite number such as {DEFAULTS[key]!r} or unset it."
+            )
+        values[key] = value
     return values
 
 
