@@ -200,7 +200,7 @@ DAY_2 = DAY_1 + datetime.timedelta(days=1)
     "rows",
     [
         [{"symbol": "X", "ts": None, "price": 1.0}],
-        [{"symbol": None, "ts": NOW, "price": 1.0}],
+        [{"symbol": None, "ts": NOW, "price": 1.0}, {"symbol": "A", "ts": NOW, "price": 1.0}],
         [{"symbol": "X", "ts": NOW, "price": None}],
         [{"symbol": "X", "ts": NOW, "price": math.nan}],
         [{"symbol": "X", "ts": NOW, "price": 0.0}],
