@@ -110,10 +110,21 @@ def env_list(name: str, default: str, *, required: bool = False) -> list[str]:
     return items
 
 
-def env_text(name: str, default: str, *, pattern: str = r"\S+", example: str = "") -> str:
-    """A string that must match ``pattern`` in full (by default: not empty, no spaces)."""
+def env_text(
+    name: str, default: str, *, pattern: str = r"\S+", example: str = "", secret: bool = False
+) -> str:
+    """A string that must match ``pattern`` in full (by default: not empty, no spaces).
+
+    A ``secret`` is never repeated in the error, and may not hold control
+    characters either (a newline would add lines to QuestDB's server.conf).
+    """
     raw = os.environ.get(name, default)
     if not re.fullmatch(pattern, raw):
+        if secret:
+            raise ImproperlyConfigured(
+                f"{name} is not valid: it is empty or holds a control character "
+                f"(a newline, a tab). Set {name} to the password itself, on one line."
+            )
         raise _refuse(
             name, raw, "it has the wrong form", f"Set it like {example or default!r}, or unset it."
         )

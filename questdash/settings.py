@@ -104,7 +104,7 @@ TEMPLATES = [
 QUESTDB_HOST = env_text("QUESTDB_HOST", "127.0.0.1", example="questdb.internal")
 QUESTDB_PORT = env_number("QUESTDB_PORT", "8812", int)
 QUESTDB_USER = env_text("QUESTDB_USER", "admin")
-QUESTDB_PASSWORD = os.environ.get("QUESTDB_PASSWORD", "quest")
+QUESTDB_PASSWORD = env_text("QUESTDB_PASSWORD", "quest", pattern=r"[^\x00-\x1f\x7f]+", secret=True)
 QUESTDB_DATABASE = env_text("QUESTDB_DATABASE", "qdb")
 # The local server that `manage.py questdb start` runs (not used in production).
 QUESTDB_HTTP_PORT = env_number("QUESTDB_HTTP_PORT", "9000", int)
