@@ -158,6 +158,8 @@ class SiteHealthView(DisclosingHealthCheckView):
         if problem := malformed(request):
             return JsonResponse({"error": problem}, status=400)
         response = await super().get(request, *args, **kwargs)
+        if response.status_code == 406:  # the library says so in text/plain
+            return JsonResponse({"error": response.content.decode()}, status=406)
         if response.status_code == 500:  # the library's "a check failed": not a server error
             response.status_code = 503
         return response
