@@ -133,7 +133,9 @@ def get_positions(limit: int | None = None) -> list[Row]:
     return positions
 
 
-def unrealized_pnl(price: float | None, avg_price: float | None, quantity: float | None):
+def unrealized_pnl(
+    price: float | None, avg_price: float | None, quantity: float | None
+) -> float | None:
     """(last - average) x quantity, to the cent; None when a part is missing or it overflows."""
     if price is None or avg_price is None or quantity is None:
         return None

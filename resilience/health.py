@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -354,6 +354,6 @@ class DisclosingHealthCheckView(HealthCheckView):
         self.disclose = await amay_see_detail(request, self.token_setting)
         return await super().get(request, *args, **kwargs)
 
-    def get_checks(self):
+    def get_checks(self) -> Iterator[HealthCheck]:
         for check in super().get_checks():
             yield check if self.disclose else Redacted(check)
