@@ -20,6 +20,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Permission  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
@@ -28,7 +29,7 @@ from questdash import localdb  # noqa: E402
 
 
 def staff_client() -> Client:
-    """QuestDB up and seeded, the Django tables made, and a logged-in staff client."""
+    """QuestDB up and seeded, the Django tables made, and a logged-in dashboard viewer."""
     settings.DASHBOARD_FRESH_FOR = 0  # every request asks QuestDB
     localdb.fetch()
     call_command("questdb", "start")  # also closes a breaker an earlier run left open
@@ -37,6 +38,7 @@ def staff_client() -> Client:
     call_command("createcachetable", verbosity=0)
     setup_test_environment()
     user, _ = get_user_model().objects.get_or_create(username="bench", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))  # as the API asks
     client = Client()
     client.force_login(user)
     return client

@@ -2,6 +2,11 @@
 
 Prices differ by orders of magnitude (EURUSD to BTC), so each line shows the
 change in percent since the first bucket of the window.
+
+Any row may come from an old copy: a point without a symbol, a time or a
+finite price is left out, a symbol without a non-zero first price is not
+drawn, and changes beyond +/-1e12 % are drawn at that edge, so the SVG never
+holds NaN and the page never fails on a row.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from collections import defaultdict
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from .dashboard import finite, present
+
 WIDTH, HEIGHT, PAD = 760, 220, 28
+EDGE = 1e12  # percent: the furthest a line is drawn
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
           "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"]  # fmt: skip
 
@@ -21,13 +29,21 @@ def percent_series(rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """symbol -> [(epoch seconds, % change since its first point)]."""
     by_symbol: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
-        by_symbol[row["symbol"]].append((row["ts"].timestamp(), row["price"]))
+        symbol, ts, price = row.get("symbol"), row.get("ts"), finite(row.get("price"))
+        if present(symbol) and isinstance(ts, datetime.datetime) and isinstance(price, int | float):
+            by_symbol[str(symbol)].append((ts.timestamp(), float(price)))
     series = {}
     for symbol, points in sorted(by_symbol.items()):
         points.sort()
-        first = points[0][1] or 1.0
-        series[symbol] = [(t, (p / first - 1) * 100) for t, p in points]
+        first = points[0][1]
+        if first:
+            series[symbol] = [(t, _percent(p, first)) for t, p in points]
     return series
+
+
+def _percent(price: float, first: float) -> float:
+    """Finite prices, first not 0: the change is finite or +/-inf, never NaN; clip it."""
+    return max(-EDGE, min(EDGE, (price / first - 1) * 100))
 
 
 def price_chart(rows: list[dict]) -> SafeString:

@@ -5,12 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-POSITIVE_INTS = [
-    "DASHBOARD_ACTIVE_SESSIONS_LIMIT",
-    "DASHBOARD_POSITIONS_LIMIT",
-    "DASHBOARD_CHART_MINUTES",
-]
-POSITIVE_NUMBERS = ["DASHBOARD_REFRESH_INTERVAL"]
+from .env import NUMBERS
+
 CULLING_CACHES = {
     "django.core.cache.backends.db.DatabaseCache",
     "django.core.cache.backends.filebased.FileBasedCache",
@@ -19,27 +15,21 @@ CULLING_CACHES = {
 
 
 @register()
-def check_dashboard_settings(app_configs=None, **kwargs):
+def check_dashboard_settings(app_configs=None, **kwargs) -> list[Error]:
+    """The numeric settings, however they were set, within the ranges their variables have."""
     errors = []
-    for name in POSITIVE_INTS + POSITIVE_NUMBERS:
+    for name, rule in NUMBERS.items():
         value = getattr(settings, name, None)
-        kinds = (int,) if name in POSITIVE_INTS else (int, float)
-        if not isinstance(value, kinds) or isinstance(value, bool) or value <= 0:
+        if value is None:
+            continue  # an environment variable only (RESILIENCE_*: the app checks its own)
+        if problem := rule.problem(value):
             errors.append(
                 Error(
-                    f"{name} is {value!r}; it must be a positive number.",
-                    hint=f"Set the {name} environment variable to a number above 0, or unset it.",
+                    f"{name} is {value!r}: {problem}.",
+                    hint=f"Set the {name} environment variable to a valid value, or unset it.",
                     id="questdash.E001",
                 )
             )
-    if getattr(settings, "DASHBOARD_FRESH_FOR", 0) < 0:
-        errors.append(
-            Error(
-                f"DASHBOARD_FRESH_FOR is {settings.DASHBOARD_FRESH_FOR!r}; it cannot be negative.",
-                hint="Use 0 to query QuestDB on every request, or a few seconds to share results.",
-                id="questdash.E002",
-            )
-        )
     return errors
 
 

@@ -1,16 +1,23 @@
-"""The QuestDB health check, and the two health views: /ht/ and /ht/live/.
+"""The QuestDB health check, and the three health views: /ht/, /ht/ready/, /ht/live/.
 
 ``QuestDB`` runs ``SELECT 1`` through the guard (the "questdb" breaker),
 answers within ``HEALTH_QUESTDB_TIMEOUT`` (0.8 s) even when QuestDB accepts
 connections and never answers, and, while the breaker is open, reports its
 state and next probe time without touching the network.
 
-``/ht/`` (readiness, for monitoring): everything, QuestDB included.
-``/ht/live/`` (liveness, for an orchestrator's restart decision): only what
-this process owns, its default database and its cache. It stays 200 while
-QuestDB is down: restarting healthy web workers cannot fix QuestDB, and
-would turn a database outage (which the dashboard rides out on its last
-good copies) into a site outage.
+``/ht/`` (monitoring and alerting): everything, QuestDB, the copies' age
+and the beat included.
+``/ht/ready/`` (readiness, for a load balancer) and ``/ht/live/`` (liveness,
+for an orchestrator's restart decision): only what this process owns, its
+default database and its cache. Both stay 200 while QuestDB is down or the
+beat stops: taking healthy web workers out of service or restarting them
+cannot fix QuestDB, and would turn a database outage (which the dashboard
+rides out on its last good copies) into a site outage.
+
+Anonymous callers get each check's name and status; failure detail (hosts,
+ports, errors) is for a staff session or ``Authorization: Bearer
+<HEALTH_TOKEN>`` (``resilience.health.DisclosingHealthCheckView``). A
+failing check answers 503, a malformed request a 400 that says why.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ import datetime
 
 from django.conf import settings
 from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from health_check import Database, HealthCheck
 from health_check.exceptions import ServiceUnavailable
-from health_check.views import HealthCheckView
+from health_check.views import MediaType
 
 from resilience.breaker import get_breaker
 from resilience.errors import CircuitOpenError, describe
 from resilience.health import (
     BreakerState,
     CacheRoundTrip,
+    DisclosingHealthCheckView,
     FallbackFreshness,
     Heartbeat,
     bounded_call,
@@ -99,10 +108,9 @@ def section_queries() -> list[str]:
 
 
 def full_checks() -> list:
-    """Readiness: this process, QuestDB, the breakers, copies, beat, cache, Redis."""
+    """Monitoring: this process, QuestDB, the breakers, copies, beat, cache, Redis."""
     checks: list = [
-        (Database, {"alias": "default"}),
-        (CacheRoundTrip, {"alias": "default"}),
+        *process_checks(),
         QuestDB,
         (BreakerState, {"name": QUESTDB_ALIAS}),
         *[
@@ -123,22 +131,55 @@ def full_checks() -> list:
     return checks
 
 
-def live_checks() -> list:
-    """Liveness: only this process's own database and cache; never QuestDB."""
+def process_checks() -> list:
+    """Readiness and liveness: only this process's own database and cache; never QuestDB."""
     return [(Database, {"alias": "default"}), (CacheRoundTrip, {"alias": "default"})]
 
 
-class ReadinessView(HealthCheckView):
-    """/ht/: every check; 500 when one fails. ``?format=json`` or ``text`` as the library gives."""
+FORMATS = ("json", "text", "atom", "rss", "openmetrics")
+
+
+def malformed(request: HttpRequest) -> str | None:
+    """What is wrong with a health request's ``format`` or ``Accept``, or None."""
+    fmt = request.GET.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        return f"Unknown format: use ?format= one of {', '.join(FORMATS)}, or none for HTML."
+    try:
+        list(MediaType.parse_header(request.headers.get("Accept") or "*/*"))
+    except ValueError:
+        return "Malformed Accept header: send media types such as application/json or text/plain."
+    return None
+
+
+class SiteHealthView(DisclosingHealthCheckView):
+    """django-health-check's view: detail for staff and token holders, 400s, 503 on failure."""
+
+    async def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if problem := malformed(request):
+            return JsonResponse({"error": problem}, status=400)
+        response = await super().get(request, *args, **kwargs)
+        if response.status_code == 406:  # the library says so in text/plain
+            return JsonResponse({"error": response.content.decode()}, status=406)
+        if response.status_code == 500:  # the library's "a check failed": not a server error
+            response.status_code = 503
+        return response
+
+
+class MonitoringView(SiteHealthView):
+    """/ht/: every check; 503 when one fails. ``?format=json`` or ``text`` as the library gives."""
 
     @property
     def checks(self) -> list:  # read per request, so settings changes apply
         return full_checks()
 
 
-class LivenessView(HealthCheckView):
-    """/ht/live/: this process, the default database and the cache; 200 through a QuestDB outage."""
+class ReadinessView(SiteHealthView):
+    """/ht/ready/: this process can serve (its database and cache); QuestDB and the beat aside."""
 
     @property
     def checks(self) -> list:
-        return live_checks()
+        return process_checks()
+
+
+class LivenessView(ReadinessView):
+    """/ht/live/: the same checks, for restart decisions; 200 through a QuestDB outage."""

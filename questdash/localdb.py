@@ -1,8 +1,11 @@
 """A local QuestDB server for the demo and the tests: fetch, start, stop, status.
 
-The jar comes from Maven Central (one pinned version, below); data, config,
-pid and log live under settings.QUESTDB_DATA_DIR, which git ignores.
-Production runs its own QuestDB; none of this is used there.
+The jar comes from Maven Central (one pinned version, checked against the
+SHA-256 pinned below, never against a checksum from the same server); data,
+config, pid and log live under settings.QUESTDB_DATA_DIR, which git ignores.
+The server listens on loopback unless QUESTDB_BIND_HOST says otherwise.
+Production runs its own QuestDB; none of this is used there, and ``seed``
+refuses any server that ``start`` did not start (``ensure_local``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from pathlib import Path
 
 from django.conf import settings
 
+from .files import write_private
+
 QUESTDB_VERSION = "9.3.4"  # the newest 9.3.x: runs on Java 17 (9.4+ needs Java 25)
+# SHA-256 of each supported jar, as Maven Central published it (questdb-<version>.jar.sha256).
+JAR_SHA256 = {
+    "9.3.4": "939bc53ab22f93dbaa6545143a6e7c536d4904c07b7f2d381e8eef10436be062",
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MIN_JAVA = 17
 MAVEN_CENTRAL = "https://repo.maven.apache.org/maven2/org/questdb/questdb"
 START_TIMEOUT = 60.0
@@ -87,31 +97,52 @@ def ports() -> dict[str, int]:
 
 
 def fetch() -> Path:
-    """Download the pinned jar once, checked against Maven Central's SHA-1."""
+    """Download the pinned jar once; it must match its pinned SHA-256, downloaded or found."""
     jar = paths().jar
     if jar.exists():
+        verify_jar(jar)
         return jar
-    jar.parent.mkdir(parents=True, exist_ok=True)
+    _make_dir(jar.parent)
     url = f"{MAVEN_CENTRAL}/{QUESTDB_VERSION}/questdb-{QUESTDB_VERSION}.jar"
     partial = jar.with_suffix(".part")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, partial.open("wb") as out:
             shutil.copyfileobj(response, out)
-        with urllib.request.urlopen(url + ".sha1", timeout=30) as response:
-            expected = response.read().decode().split()[0]
     except OSError as exc:
         partial.unlink(missing_ok=True)
         if shutil.which("mvn"):
-            return _fetch_with_maven(jar)
+            return verify_jar(_fetch_with_maven(jar))
         raise LocalQuestDBError(
             f"Could not download {url}: {exc}. Check access to Maven Central, "
             f"or put the jar at {jar} yourself."
         ) from exc
-    actual = hashlib.sha1(partial.read_bytes()).hexdigest()
-    if actual != expected:
+    try:
+        verify_jar(partial, source=url)
+    except LocalQuestDBError:
         partial.unlink()
-        raise LocalQuestDBError(f"Checksum mismatch for {url}: got {actual}, want {expected}.")
+        raise
     partial.rename(jar)
+    return jar
+
+
+def verify_jar(jar: Path, *, source: str | None = None) -> Path:
+    """``jar`` if its SHA-256 is the one pinned for QUESTDB_VERSION; else a clear refusal."""
+    expected = JAR_SHA256.get(QUESTDB_VERSION)
+    if expected is None:
+        raise LocalQuestDBError(
+            f"No SHA-256 is pinned for QuestDB {QUESTDB_VERSION}: add it to JAR_SHA256 in "
+            f"{__name__} (from Maven Central's questdb-{QUESTDB_VERSION}.jar.sha256)."
+        )
+    digest = hashlib.sha256()
+    with jar.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise LocalQuestDBError(
+            f"Checksum mismatch for {source or jar}: SHA-256 {digest.hexdigest()}, pinned "
+            f"{expected}. The file is not QuestDB {QUESTDB_VERSION} as published: delete it "
+            f"and run `python manage.py questdb fetch` again."
+        )
     return jar
 
 
@@ -161,10 +192,10 @@ def java_major_version(java: str) -> int:
 
 
 def server_conf() -> str:
-    """Ports from settings; sized for a 2-core machine; no telemetry."""
-    host = (
-        settings.QUESTDB_HOST if settings.QUESTDB_HOST in {"127.0.0.1", "localhost"} else "0.0.0.0"
-    )
+    """Ports from settings, on loopback (QUESTDB_BIND_HOST); sized for 2 cores; no telemetry."""
+    host = settings.QUESTDB_BIND_HOST
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address, before its port
     p = ports()
     return "\n".join(
         [
@@ -262,9 +293,8 @@ def start(timeout: float = START_TIMEOUT) -> Status:
                 f"choose other ports (QUESTDB_PORT, QUESTDB_HTTP_PORT, QUESTDB_HEALTH_PORT, "
                 f"QUESTDB_ILP_PORT)."
             )
-    p.conf.parent.mkdir(parents=True, exist_ok=True)
-    p.conf.write_text(server_conf())
-    p.conf.chmod(0o600)  # it holds the PG password
+    _make_dir(p.conf.parent)
+    write_private(p.conf, server_conf())  # it holds the PG password
     command = [
         java,
         f"-Xms{settings.QUESTDB_HEAP}",
@@ -301,6 +331,51 @@ def _wait_until_ready(pid: int, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalQuestDBError(
+            f"Cannot create {path}: {exc.strerror or exc}. Set QUESTDB_DATA_DIR to a folder "
+            f"this user may write, or unset it (default: var/questdb)."
+        ) from None
+
+
+def _running_pg_port() -> int | None:
+    """The PostgreSQL wire port in the server.conf the running server was started with."""
+    try:
+        conf = paths().conf.read_text()
+    except OSError:
+        return None
+    match = re.search(r"^pg\.net\.bind\.to=.*:(\d+)$", conf, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def ensure_local(host: str, port: int) -> None:
+    """Refuse ``host:port`` unless it is the server ``start`` runs here (seed drops tables).
+
+    An exported production QUESTDB_HOST, a server another tool started, or a
+    port that is not our server's: each is refused with what to do.
+    """
+    current, ours = status(), _running_pg_port()
+    if host not in LOOPBACK:
+        why = f"QUESTDB_HOST is {host!r}, not this machine"
+    elif not current.running:
+        why = f"no QuestDB started by `manage.py questdb start` runs from {paths().root}"
+    elif int(port) != ours:
+        why = (
+            f"the QuestDB that `manage.py questdb start` runs (pid {current.pid}) listens on "
+            f"port {ours}, not {port}"
+        )
+    else:
+        return
+    raise LocalQuestDBError(
+        f"Refusing to seed {host}:{port}: {why}. Seeding drops and recreates the tables "
+        f"trading_sessions, prices and positions. Run `manage.py questdb start` for a local "
+        f"server, or add --force if you really mean to replace that server's tables."
+    )
 
 
 def stop(timeout: float = STOP_TIMEOUT) -> bool:

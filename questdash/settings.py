@@ -10,48 +10,38 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
+
+from questdash.env import (
+    env_bool,
+    env_ip,
+    env_list,
+    env_log_level,
+    env_number,
+    env_text,
+    env_token,
+    env_url,
+)
+from questdash.files import create_private_once, touch_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("QUESTDASH_VAR_DIR", BASE_DIR / "var"))  # git-ignored
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_number(name: str, default: str | float, kind: type = float):
-    """A number from the environment, or a startup error that names the variable."""
-    raw = os.environ.get(name, str(default))
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name}={raw!r} is not a valid {kind.__name__}: set it to a number such as "
-            f"{default}, or unset it for the default."
-        ) from None
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+VAR_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds secrets: this user's only
 
 
 def _secret_key() -> str:
-    """A stable key for the local demo: generated once into var/, never committed."""
+    """A stable key for the local demo: generated once into var/, never committed.
+
+    Created private and atomically, so that processes starting together agree on one key.
+    """
     if key := os.environ.get("DJANGO_SECRET_KEY"):
         return key
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(get_random_secret_key())
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    return create_private_once(VAR_DIR / "secret_key", get_random_secret_key)
 
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DJANGO_DEBUG")
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1", required=True)
 
 # Behind TLS in production, DJANGO_SECURE=true turns on secure cookies, HSTS
 # and the HTTPS redirect (health and metrics probes stay on plain HTTP).
@@ -59,7 +49,8 @@ if env_bool("DJANGO_SECURE"):
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^ht/", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = 3600
+    SECURE_HSTS_SECONDS = 31_536_000  # a year: what `check --deploy` and preload lists ask
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
@@ -83,9 +74,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Every 4xx and 5xx says what went wrong in its body (405s come without one).
+    "questdash.middleware.ErrorBodyMiddleware",
     # Last, so it sees a QuestDB failure first when one escapes a view.
     "resilience.middleware.BreakerMiddleware",
 ]
+# A refused CSRF check answers JSON on the API, Django's page elsewhere.
+CSRF_FAILURE_VIEW = "questdash.views.csrf_failure"
 
 ROOT_URLCONF = "questdash.urls"
 WSGI_APPLICATION = "questdash.wsgi.application"
@@ -106,25 +101,32 @@ TEMPLATES = [
 ]
 
 # --- QuestDB -----------------------------------------------------------------
-QUESTDB_HOST = os.environ.get("QUESTDB_HOST", "127.0.0.1")
+QUESTDB_HOST = env_text("QUESTDB_HOST", "127.0.0.1", example="questdb.internal")
 QUESTDB_PORT = env_number("QUESTDB_PORT", "8812", int)
-QUESTDB_USER = os.environ.get("QUESTDB_USER", "admin")
-QUESTDB_PASSWORD = os.environ.get("QUESTDB_PASSWORD", "quest")
-QUESTDB_DATABASE = os.environ.get("QUESTDB_DATABASE", "qdb")
+QUESTDB_USER = env_text("QUESTDB_USER", "admin")
+QUESTDB_PASSWORD = env_text("QUESTDB_PASSWORD", "quest", pattern=r"[^\x00-\x1f\x7f]+", secret=True)
+QUESTDB_DATABASE = env_text("QUESTDB_DATABASE", "qdb")
 # The local server that `manage.py questdb start` runs (not used in production).
 QUESTDB_HTTP_PORT = env_number("QUESTDB_HTTP_PORT", "9000", int)
 QUESTDB_HEALTH_PORT = env_number("QUESTDB_HEALTH_PORT", "9003", int)
 QUESTDB_ILP_PORT = env_number("QUESTDB_ILP_PORT", "9009", int)
 QUESTDB_DATA_DIR = Path(os.environ.get("QUESTDB_DATA_DIR", VAR_DIR / "questdb"))
-QUESTDB_HEAP = os.environ.get("QUESTDB_HEAP", "512m")
+QUESTDB_HEAP = env_text("QUESTDB_HEAP", "512m", pattern=r"[1-9][0-9]*[kKmMgG]?")
+# It listens on loopback only: its web console and ingestion ports have no login of
+# their own. Set an address (0.0.0.0: every interface) only behind a firewall.
+QUESTDB_BIND_HOST = env_ip("QUESTDB_BIND_HOST", "127.0.0.1")
 
 CONNECT_TIMEOUT = env_number("RESILIENCE_CONNECT_TIMEOUT", "3", float)
 QUERY_TIMEOUT = env_number("RESILIENCE_QUERY_TIMEOUT", "5", float)
 
+# Sessions and password hashes: private from the first byte (SQLite's WAL files follow).
+_SQLITE_FILE = VAR_DIR / "db.sqlite3"
+touch_private(_SQLITE_FILE)
+
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": VAR_DIR / "db.sqlite3",
+        "NAME": _SQLITE_FILE,
         # WAL: the web and worker processes read while one writes.
         "OPTIONS": {
             "timeout": 20,
@@ -167,7 +169,7 @@ DATABASE_ROUTERS = ["questdash.db.router.QuestDBRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, Redis, Celery ------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = env_url("REDIS_URL", "", ("redis", "rediss", "unix"))
 
 if REDIS_URL:
     CACHES = {
@@ -204,7 +206,7 @@ RESILIENCE = {
 # filesystem transport under var/, so the demo runs without Redis.
 # CELERY_BROKER_URL may point the queues at another Redis database than the
 # cache's, so that clearing the cache never drops queued refreshes.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://localhost//"
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", "") or REDIS_URL or "filesystem://localhost//"
 if not REDIS_URL:
     _CELERY_DIR = VAR_DIR / "celery"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -239,6 +241,10 @@ HEALTH_FRESHNESS_MAX_AGE = env_number(
 )
 # The QuestDB check answers within this many seconds, even when QuestDB hangs.
 HEALTH_QUESTDB_TIMEOUT = env_number("HEALTH_QUESTDB_TIMEOUT", "0.8", float)
+# Anonymous callers of /ht/ get each check's name and status, and /metrics refuses
+# them. A staff session, or `Authorization: Bearer <token>` with these, sees all.
+HEALTH_TOKEN = env_token("HEALTH_TOKEN")
+METRICS_TOKEN = env_token("METRICS_TOKEN")
 
 # --- Auth, i18n, static --------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -255,7 +261,7 @@ STATIC_ROOT.mkdir(exist_ok=True)
 LOGIN_URL = "admin:login"
 
 # --- Logging: JSON lines (the contract) ------------------------------------------
-LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "INFO")
+LOG_LEVEL = env_log_level("DJANGO_LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

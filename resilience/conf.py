@@ -243,7 +243,7 @@ def _from_environment() -> dict[str, Any]:
         if value is None or not number(value):
             raise ImproperlyConfigured(
                 f"{variable}={raw!r} is not a valid {kind.__name__}; "
-                f"set it to a number such as {DEFAULTS[key]!r} or unset it."
+                f"set it to a finite number such as {DEFAULTS[key]!r} or unset it."
             )
         values[key] = value
     return values

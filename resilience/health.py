@@ -16,6 +16,11 @@ secret (messages are scrubbed):
 ``bounded_call`` runs a probe that may hang (a blackholed database) in a
 thread of its own and waits at most a given time; one probe per key is in
 flight at a time, so a burst of health requests never piles up threads.
+
+``DisclosingHealthCheckView`` shows each failure's message (hosts, ports,
+errors, commands) only to a staff session or a caller with the bearer token
+of ``settings.HEALTH_TOKEN`` (``resilience.disclosure``); everyone else gets
+each check's name and status, in every format the library renders.
 """
 
 from __future__ import annotations
@@ -26,17 +31,21 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from django.core.cache import caches
+from django.http import HttpRequest, HttpResponse
 from health_check import HealthCheck
-from health_check.exceptions import ServiceUnavailable
+from health_check.base import HealthCheckResult
+from health_check.exceptions import HealthCheckException, ServiceUnavailable
+from health_check.views import HealthCheckView
 
 from .breaker import all_breakers, get_breaker
 from .clock import iso_utc
+from .disclosure import amay_see_detail
 from .errors import describe, scrub
 from .fallback import read_copy
 
@@ -286,3 +295,65 @@ def _start(key: str, fn: Callable[[], T]) -> Future:
 
     threading.Thread(target=target, name=f"health-probe:{key}", daemon=True).start()
     return future
+
+
+PUBLIC_LABELS = ("alias", "name", "query")  # never a host, port, URL or client
+
+
+def public_name(check: HealthCheck) -> str:
+    """``QuestDB(alias='questdb')``, ``Redis``: the class and its harmless labels only."""
+    labels = check.labels
+    shown = ", ".join(f"{key}={labels[key]!r}" for key in PUBLIC_LABELS if key in labels)
+    return f"{type(check).__name__}({shown})" if shown else type(check).__name__
+
+
+class Undisclosed(HealthCheckException):
+    """A failure shown by its kind alone ("Unavailable"), without its message."""
+
+    def __init__(self, original: HealthCheckException) -> None:
+        super().__init__("", timestamp=original.timestamp)
+        self.message_type = original.message_type
+
+    def __str__(self) -> str:
+        return self.message_type
+
+
+@dataclasses.dataclass(repr=False)
+class Redacted(HealthCheck):
+    """Runs ``inner`` as it is; reports its public name and, on failure, the kind only."""
+
+    inner: HealthCheck
+
+    def run(self) -> None:  # pragma: no cover - get_result runs the inner check instead
+        raise NotImplementedError
+
+    async def get_result(self, executor: Any = None) -> HealthCheckResult:
+        result = await self.inner.get_result(executor)
+        error = Undisclosed(result.error) if result.error else None
+        return HealthCheckResult(check=self, error=error, time_taken=result.time_taken)
+
+    def __repr__(self) -> str:
+        return public_name(self.inner)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = self.inner.labels
+        return {"check": labels["check"]} | {k: labels[k] for k in PUBLIC_LABELS if k in labels}
+
+
+class DisclosingHealthCheckView(HealthCheckView):
+    """Failure detail for staff and holders of ``settings.<token_setting>``; names for the rest.
+
+    Without a request (``manage.py health_check --no-http``, a shell) it shows everything.
+    """
+
+    token_setting = "HEALTH_TOKEN"
+    disclose = True
+
+    async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.disclose = await amay_see_detail(request, self.token_setting)
+        return await super().get(request, *args, **kwargs)
+
+    def get_checks(self) -> Iterator[HealthCheck]:
+        for check in super().get_checks():
+            yield check if self.disclose else Redacted(check)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db.backends.signals import connection_created
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -43,6 +43,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import signals
 from .breaker import all_breakers
+from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
 
@@ -259,14 +260,26 @@ class _DefaultRegistry:
 class MetricsView(View):
     """``GET /metrics``: the Prometheus text format (OpenMetrics when the scraper asks for it).
 
+    For a staff session or ``Authorization: Bearer <settings.METRICS_TOKEN>``
+    only: 401 (403 for a signed-in non-staff user) to anyone else.
     ``fallbacks``: the names of the ``CachedFallback`` queries whose copy
     ages to report (an iterable or a callable returning one).
     """
 
     fallbacks: Callable[[], Iterable[str]] | Iterable[str] = ()
     http_method_names = ["get", "head", "options"]
+    token_setting = "METRICS_TOKEN"
 
     def get(self, request: HttpRequest) -> HttpResponse:
+        if not may_see_detail(request, self.token_setting):
+            signed_in = getattr(getattr(request, "user", None), "is_authenticated", False)
+            response = JsonResponse(
+                {"error": f"Metrics are for staff: sign in with a staff account, or send "
+                          f"Authorization: Bearer <{self.token_setting}>."},
+                status=403 if signed_in else 401,
+            )  # fmt: skip
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
         registry = scrape_registry(StateCollector(self.fallbacks))
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         response = HttpResponse(encode(registry), content_type=content_type)

@@ -2,7 +2,8 @@
 
 Never Django's 500 page: the API gets the JSON envelope with status
 "error", a staff page gets a page with a banner; both 503 with Retry-After.
-Every response says each breaker's state in the X-Circuit-Breaker header.
+Every response to a staff session says each breaker's state in the
+X-Circuit-Breaker header (others learn nothing of the site's dependencies).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
 from .breaker import all_breakers
+from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
 from .logs import log_failure
@@ -39,7 +41,7 @@ class BreakerMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if header := breaker_header():
+        if is_staff(getattr(request, "user", None)) and (header := breaker_header()):
             response[HEADER] = header
         return response
 

@@ -9,8 +9,7 @@ ensure_venv
 manage questdb fetch
 manage questdb start
 manage questdb seed
-manage migrate --noinput -v 0
-manage createcachetable
+manage migrate --noinput -v 0  # creates the database cache's table too
 manage collectstatic --noinput -v 0
 manage demo_login
 log "Dashboard: http://127.0.0.1:${PORT:-8000}/admin/questdash/dashboard/  (Ctrl-C stops everything; QuestDB keeps running: manage.py questdb stop)"

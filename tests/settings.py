@@ -20,10 +20,16 @@ TEST_ENV = {
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
-os.environ.setdefault(
-    "QUESTDB_DATA_DIR",
-    os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test-questdb"),
-)
+# The tests' own QuestDB, always: an exported QUESTDB_HOST (production's, say) or
+# data folder never reaches them, and the seed drops only this server's tables.
+OWN_SERVER = {
+    "QUESTDB_HOST": "127.0.0.1",
+    "QUESTDB_PASSWORD": TEST_ENV["QUESTDB_PASSWORD"],
+    "QUESTDB_DATA_DIR": os.path.join(
+        os.path.dirname(os.path.dirname(__file__)), "var", "test-questdb"
+    ),
+}
+os.environ.update(OWN_SERVER)
 
 from questdash.settings import *  # noqa: E402,F403
 

@@ -284,42 +284,6 @@ def test_a_failure_escaping_a_view_becomes_a_degraded_response(settings, staff):
 # --- who may do what ---------------------------------------------------------------
 
 
-@pytest.fixture
-def clients(django_user_model):
-    def login(user):
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return {
-        "anonymous": Client(),
-        "non_staff": login(make_user(django_user_model, "plain", staff=False)),
-        "staff_no_perms": login(make_user(django_user_model, "bare")),
-        "staff_viewer": login(
-            make_user(django_user_model, "viewer", perms=["view_dashboard", "view_circuitbreaker"])
-        ),
-    }
-
-
-@pytest.mark.parametrize(
-    ("who", "dashboard_page", "api", "breaker_page", "action"),
-    [
-        ("anonymous", 302, 401, 302, 302),
-        ("non_staff", 302, 403, 302, 302),
-        ("staff_no_perms", 403, 200, 403, 403),
-        ("staff_viewer", 200, 200, 200, 403),
-    ],
-)
-def test_access_matrix(clients, who, dashboard_page, api, breaker_page, action):
-    get_breaker("questdb")
-    client = clients[who]
-    assert client.get(DASHBOARD).status_code == dashboard_page
-    assert client.get(API.format("positions")).status_code == api
-    assert client.get(BREAKERS).status_code == breaker_page
-    assert client.post(f"{BREAKERS}questdb/force-open/").status_code == action
-    assert get_breaker("questdb").public_state == "closed"
-
-
 def test_breaker_actions_need_post_and_csrf_and_are_logged(django_user_model):
     user = make_user(django_user_model, "operator", perms=["view_circuitbreaker",
                                                            "control_circuitbreaker"])  # fmt: skip

@@ -42,6 +42,13 @@ pytestmark = [
 
 PASSWORD = TEST_ENV["QUESTDB_PASSWORD"]
 LIVE_KEYS = {"Database(alias='default')", "CacheRoundTrip(alias='default')"}
+TOKEN = "health-token-for-the-tests-0123"
+
+
+@pytest.fixture(autouse=True)
+def health_token(settings):
+    """These tests read the failure detail, which needs the token (tests/test_access.py)."""
+    settings.HEALTH_TOKEN = TOKEN
 
 
 def warm() -> None:
@@ -53,7 +60,9 @@ def warm() -> None:
 
 def health(path: str, **params) -> tuple[int, dict, float]:
     started = time.monotonic()
-    response = Client().get(path, {"format": "json", **params})
+    response = Client().get(
+        path, {"format": "json", **params}, HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+    )
     elapsed = time.monotonic() - started
     assert PASSWORD not in response.content.decode()
     return response.status_code, response.json(), elapsed
@@ -84,7 +93,7 @@ def test_everything_up_is_healthy_in_every_format():
     } == set(body)
     assert elapsed < 1.0
 
-    text = Client().get("/ht/", {"format": "text"})
+    text = Client().get("/ht/", {"format": "text"}, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert text.status_code == 200
     assert "QuestDB(alias='questdb'): OK" in text.content.decode()
     page = Client().get("/ht/", HTTP_ACCEPT="text/html")
@@ -101,7 +110,7 @@ def test_live_checks_only_this_process_database_and_cache():
 
 def test_cold_start_is_not_ready_until_copies_and_beat_exist():
     status, body, _ = health("/ht/")
-    assert status == 500
+    assert status == 503
     assert body["QuestDB(alias='questdb')"] == "OK"
     assert body["FallbackFreshness(query='positions')"] == (
         "Unavailable: no good copy of 'positions' yet: it has never been loaded"
@@ -136,7 +145,7 @@ def test_questdb_refusing_connections_fails_its_check_quickly(questdb_via_proxy)
     warm()
     questdb_via_proxy.set_enabled(False)
     status, body, elapsed = health("/ht/")
-    assert status == 500
+    assert status == 503
     assert elapsed < 1.0
     message = body["QuestDB(alias='questdb')"]
     assert message.startswith("Unavailable: SELECT 1 failed: "), message
@@ -152,7 +161,7 @@ def test_ht_answers_within_a_second_while_questdb_is_blackholed(questdb_via_prox
     questdb_via_proxy.blackhole()
     for _ in range(4):
         status, body, elapsed = health("/ht/")
-        assert status == 500
+        assert status == 503
         assert elapsed < 1.0, f"/ht/ took {elapsed:.2f} s"
         # Either this request gave up waiting, or it joined a probe that just timed out.
         assert body["QuestDB(alias='questdb')"] in {
@@ -173,12 +182,12 @@ def test_open_breaker_is_reported_without_touching_the_network(
     settings.RESILIENCE = {**settings.RESILIENCE, "FAILURE_THRESHOLD": 1}
     warm()
     questdb_via_proxy.set_enabled(False)
-    assert health("/ht/")[0] == 500  # the probe fails once: the breaker opens
+    assert health("/ht/")[0] == 503  # the probe fails once: the breaker opens
     assert get_breaker("questdb").public_state == "open"
 
     connect_attempts.clear()
     status, body, elapsed = health("/ht/")
-    assert status == 500
+    assert status == 503
     assert elapsed < 0.5
     assert connect_attempts == []
     for key in ("QuestDB(alias='questdb')", "BreakerState(name='questdb')"):

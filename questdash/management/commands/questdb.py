@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from questdash import localdb
+from questdash.apps import create_cache_table
 from questdash.db.router import QUESTDB_ALIAS
 from resilience.breaker import get_breaker
 
@@ -16,8 +18,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["fetch", "start", "stop", "status", "seed"])
+        parser.add_argument(
+            "--force", action="store_true",
+            help="seed: also a server that `questdb start` did not start here (drops its tables)",
+        )  # fmt: skip
 
     def handle(self, *args, action: str, **options):
+        self.force = options["force"]
         try:
             getattr(self, f"do_{action}")()
         except localdb.LocalQuestDBError as exc:
@@ -38,6 +45,7 @@ class Command(BaseCommand):
             "already running" if was_running else f"started in {time.monotonic() - started:.1f} s"
         )
         self.stdout.write(self.style.SUCCESS(f"{status} — {verb}"))
+        create_cache_table()  # before `migrate` too: the breaker's shared state lives there
         # It just answered SELECT 1: a breaker that an earlier outage left open
         # in the shared store need not wait out its recovery timeout.
         breaker = get_breaker(QUESTDB_ALIAS)
@@ -55,6 +63,10 @@ class Command(BaseCommand):
     def do_seed(self) -> None:
         from questdash.seed import seed
 
+        if not self.force:
+            target = connections[QUESTDB_ALIAS].settings_dict
+            localdb.ensure_local(target["HOST"], target["PORT"])
+        create_cache_table()
         result = seed()
         rows = ", ".join(f"{table}: {count}" for table, count in result.rows.items())
         self.stdout.write(

@@ -1,0 +1,36 @@
+"""Filters that render a missing value as a dash: NULLs from QuestDB never break a page."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django import template
+from django.template.defaultfilters import date, floatformat
+
+from questdash.dashboard import finite, present
+
+register = template.Library()
+
+DASH = "—"
+
+
+@register.filter
+def dash(value: Any) -> Any:
+    """The value, or a dash for NULL, an empty string or an empty list."""
+    return value if present(value) and value != [] else DASH
+
+
+@register.filter
+def number(value: Any, digits: str = "-2") -> str:
+    """``floatformat`` of a finite number; a dash for anything else."""
+    value = finite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DASH
+    return floatformat(value, digits)
+
+
+@register.filter
+def when(value: Any, fmt: str = "Y-m-d H:i") -> str:
+    """``date`` of a datetime; a dash for anything else."""
+    return date(value, fmt) if isinstance(value, datetime.datetime) else DASH
