@@ -27,6 +27,7 @@ VALUE_TYPES: dict[type, str] = {
     datetime.date: "date",
     uuid.UUID: "uuid",
 }
+INT_RANGE = (-(2**31) + 1, 2**31 - 1)  # QuestDB's INT; -2**31 is its NULL
 
 
 def typed_value(self, compiler, connection, **extra_context):
@@ -34,6 +35,8 @@ def typed_value(self, compiler, connection, **extra_context):
     if sql != "%s":
         return sql, params
     db_type = next((t for py, t in VALUE_TYPES.items() if isinstance(self.value, py)), None)
+    if db_type == "long" and INT_RANGE[0] <= self.value <= INT_RANGE[1]:
+        db_type = "int"  # what substring(), round() and the like take
     return (f"%s::{db_type}" if db_type else sql), params
 
 

@@ -16,8 +16,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["fetch", "start", "stop", "status", "seed"])
+        parser.add_argument(
+            "--rows", type=int, metavar="N",
+            help="seed: price rows to load (default: six hours of 10-second prices, 25,920)",
+        )  # fmt: skip
 
     def handle(self, *args, action: str, **options):
+        self.options = options
         try:
             getattr(self, f"do_{action}")()
         except localdb.LocalQuestDBError as exc:
@@ -55,7 +60,10 @@ class Command(BaseCommand):
     def do_seed(self) -> None:
         from questdash.seed import seed
 
-        result = seed()
+        try:
+            result = seed(rows=self.options.get("rows"))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         rows = ", ".join(f"{table}: {count}" for table, count in result.rows.items())
         self.stdout.write(
             self.style.SUCCESS(f"Seeded demo data in {result.seconds:.1f} s ({rows}).")
