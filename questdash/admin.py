@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from resilience.admin import PageAdmin
 from resilience.breaker import get_breaker
 
+from . import questdb_admin  # noqa: F401 - registers QuestDB's tables, read-only
 from .chart import price_chart
 from .db.router import QUESTDB_ALIAS
 from .models import Dashboard

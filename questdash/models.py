@@ -1,14 +1,21 @@
 """QuestDB's demo tables as unmanaged, read-only models.
 
 The router sends any model with `questdb_table = True` to the "questdb"
-alias and never migrates it; the seed command owns the schema.
+alias and never migrates it; the seed command owns the schema. Their
+QuerySets add QuestDB's LATEST ON and SAMPLE BY (`latest_on()`,
+`sample_by()`), which use the designated timestamp named here.
 """
 
 from django.db import models
 
+from questdash.db.backend.queryset import QuestDBQuerySet
+
 
 class QuestDBModel(models.Model):
     questdb_table = True
+    designated_timestamp = "ts"
+
+    objects = QuestDBQuerySet.as_manager()
 
     class Meta:
         abstract = True

@@ -22,9 +22,13 @@ class Command(BaseCommand):
             "--force", action="store_true",
             help="seed: also a server that `questdb start` did not start here (drops its tables)",
         )  # fmt: skip
+        parser.add_argument(
+            "--rows", type=int, metavar="N",
+            help="seed: price rows to load (default: six hours of 10-second prices, 25,920)",
+        )  # fmt: skip
 
     def handle(self, *args, action: str, **options):
-        self.force = options["force"]
+        self.options = options
         try:
             getattr(self, f"do_{action}")()
         except localdb.LocalQuestDBError as exc:
@@ -63,11 +67,14 @@ class Command(BaseCommand):
     def do_seed(self) -> None:
         from questdash.seed import seed
 
-        if not self.force:
+        if not self.options["force"]:
             target = connections[QUESTDB_ALIAS].settings_dict
             localdb.ensure_local(target["HOST"], target["PORT"])
         create_cache_table()
-        result = seed()
+        try:
+            result = seed(rows=self.options.get("rows"))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         rows = ", ".join(f"{table}: {count}" for table, count in result.rows.items())
         self.stdout.write(
             self.style.SUCCESS(f"Seeded demo data in {result.seconds:.1f} s ({rows}).")
