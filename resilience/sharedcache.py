@@ -71,6 +71,8 @@ class SharedCache:
         self._retry_at = 0.0
         self._retrying = threading.Lock()
         self.memo: dict[str, Any] = {}  # last good copies this process read or stored, by query
+        # Told when the cache answers again (weakly: a store that is gone is not called).
+        self.on_return: list[weakref.WeakMethod] = []
         self.timebase = Timebase(self.clock, self._reference, refresh=clock_refresh)
         _live.add(self)
 
@@ -155,6 +157,10 @@ class SharedCache:
             cache_alias=self.alias,
             down_for=round(down_for, 3),
         )
+        for ref in list(self.on_return):
+            listener = ref()
+            if listener is not None:
+                listener()
 
     def _reference(self) -> float | None:
         return self.run(self._reference_time)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -91,6 +92,7 @@ class CacheStore(BreakerStore):
             recover_inline=recover_inline,
         )
         self.timebase = self.shared_cache.timebase
+        self.shared_cache.on_return.append(weakref.WeakMethod(self._cache_returned))
         self._counter: Counter | None = None
         self._lock = threading.Lock()
         self._cells: dict[str, Cell] = {}
@@ -147,6 +149,13 @@ class CacheStore(BreakerStore):
                 # Due at once: a new process learns the shared state on first use.
                 cell = self._cells.setdefault(name, Cell(name, -math.inf, -math.inf))
         return cell
+
+    def _cache_returned(self) -> None:
+        """Settle what was decided meanwhile at once, not at the next call (there may be none)."""
+        for cell in list(self._cells.values()):
+            cell.sync_due = -math.inf
+            if cell.dirty:
+                self.sync(cell.name, force=True)
 
     # reading the shared state
 
@@ -343,6 +352,7 @@ class CacheStore(BreakerStore):
             return cell.failures
 
     def _count_shared(self, cell: Cell, rec: Record, threshold: int) -> int:
+        """Count in the current run; a success told meanwhile moves the count to the new run."""
         name = cell.name
         run_key = self._key(name, "run", rec.epoch)
         pointer_key = self._key(name, "epoch")
@@ -352,14 +362,19 @@ class CacheStore(BreakerStore):
             return 0
         run = found.get(run_key) or ""
         known = cell.failures if run == cell.run else 0
-        fail_key = self._key(name, "fail", rec.epoch, run)
-        count = self._io(lambda c: self.counter.add(c, fail_key, self.record_ttl, known))
-        if count >= threshold and (self._io(lambda c: c.get(run_key)) or "") != run:
-            count = 0  # a success was told meanwhile: this run is over
+        for _ in range(3):
+            count = self._add(self._key(name, "fail", rec.epoch, run), known)
+            latest = self._io(lambda c: c.get(run_key)) or ""
+            if latest == run:
+                break
+            run, known = latest, 0  # counted in a run a success had just ended: count anew
         with self._lock:
             if _same(cell.rec, rec):
                 cell.run, cell.failures = run, count
         return count
+
+    def _add(self, key: str, known: int) -> int:
+        return self._io(lambda c: self.counter.add(c, key, self.record_ttl, known))
 
     def note_success(self, name: str, rec: Record) -> None:
         cell = self.cell(name)
