@@ -141,7 +141,7 @@ class FleetMachine(RuleBasedStateMachine):
         # What really happened, in true time.
         self.created: dict[Any, float] = {}  # decision -> when it first appeared anywhere
         self.opened: dict[tuple[Any, ...], float] = {}  # an open episode -> when first seen
-        self.last_seen: dict[int, tuple[Any, float]] = {}  # pid -> (decision, its creation)
+        self.last_seen: dict[int, tuple[Any, float, Record]] = {}  # pid -> (key, created, rec)
         self.faulted_at = -math.inf  # the last time the store misbehaved
         self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
         self.probes: dict[tuple[Any, int], int] = {}  # probes counted, by open decision and window
@@ -594,14 +594,17 @@ class FleetMachine(RuleBasedStateMachine):
             if self.operator is not None and key_of(self.operator[1]) == key:
                 self.knows_operator.add(process.pid)
             if previous is not None and previous[0] != key and created < previous[1] - EPS:
-                outranks = (
-                    rec.forced and self.operator is not None and (key_of(self.operator[1]) == key)
+                # The one exception: an operator's forced state outranks what was
+                # decided without knowing it.
+                before = previous[2]
+                outranks = rec.forced and (rec.manual_at or -math.inf) > (
+                    before.manual_at or -math.inf
                 )
                 assert outranks, (
                     f"{process} went back from a decision made at {previous[1]:g} to one made "
-                    f"at {created:g}: {rec}"
+                    f"at {created:g}: {before} -> {rec}"
                 )
-            self.last_seen[process.pid] = (key, created)
+            self.last_seen[process.pid] = (key, created, rec)
 
 
 TestFleet = FleetMachine.TestCase
