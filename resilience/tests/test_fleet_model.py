@@ -68,6 +68,7 @@ from .fleet import (
 EPS = 1e-6
 ACTION = 0.001  # seconds each call or operator action takes
 DAY = 24 * 3600.0
+RECORD_TTL = 7 * DAY  # CacheStore's default: counts and old decisions expire after a week
 QUERY = "positions"
 
 
@@ -303,8 +304,11 @@ class FleetMachine(RuleBasedStateMachine):
         return None if pointer is None else Record.from_wire(memory.peek(f"{prefix}:rec:{pointer}"))
 
     def consecutive_failures(self, decision: Any) -> int:
+        """Failures since the last success; a run left alone longer than a week is forgotten."""
         run = 0
-        for _, outcome, key in reversed(self.calls):
+        for at, outcome, key in reversed(self.calls):
+            if at < self.now - RECORD_TTL:
+                break
             if key != decision:
                 continue
             if outcome == "ok":
