@@ -142,6 +142,7 @@ class FleetMachine(RuleBasedStateMachine):
         # What really happened, in true time.
         self.created: dict[Any, float] = {}  # decision -> when it first appeared anywhere
         self.opened: dict[tuple[Any, ...], float] = {}  # an open episode -> when first seen
+        self.open_seen: dict[str, float] = {}  # an open decision's uid -> when first seen
         self.last_seen: dict[int, tuple[Any, float, Record]] = {}  # pid -> (key, created, rec)
         self.faulted_at = -math.inf  # the last time the store misbehaved
         self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
@@ -593,7 +594,10 @@ class FleetMachine(RuleBasedStateMachine):
         if not is_initial(rec):
             created = self.created.setdefault(key, self.now)
             if rec.state is State.OPEN:
-                self.opened.setdefault(episode(rec), self.now)
+                # A decision shifted onto the store's clock keeps its uid; a decision
+                # told of a reset keeps its times: either way the same open goes on.
+                first = self.open_seen.setdefault(rec.uid, self.now)
+                self.opened[episode(rec)] = min(self.opened.get(episode(rec), math.inf), first)
             previous = self.last_seen.get(process.pid)
             if self.operator is not None and key_of(self.operator[1]) == key:
                 self.knows_operator.add(process.pid)
