@@ -52,7 +52,8 @@ from .counting import Counter, counter_for
 
 T = TypeVar("T")
 
-SCAN = 8  # records read per round trip when walking forward
+SCAN = 8  # records read per round trip when walking
+BACKTRACK = 64  # epochs below a pointer whose record was lost that are searched
 RECONCILE_ROUNDS = 3  # lost races settled in one refresh before trying again later
 
 
@@ -280,8 +281,25 @@ class CacheStore(BreakerStore):
         return self._scan(name, start)
 
     def _find_head(self, name: str, pointer: int) -> Record | None:
-        """The store's newest record when ours is not there; None when the store is empty."""
-        return (self._scan(name, pointer) if pointer else None) or self._scan(name, 1)
+        """The store's newest record when ours is not there; None when the store is empty.
+
+        The pointer's own record may be missing (a dropped write): then the
+        newest one below it is the head. Only without a pointer is the store
+        read from epoch 1, as after a flush.
+        """
+        if not pointer:
+            return self._scan(name, 1)
+        head = self._scan(name, pointer)
+        if head is not None:
+            return head
+        for top in range(pointer - 1, max(0, pointer - BACKTRACK), -SCAN):
+            epochs = range(top, max(0, top - SCAN), -1)
+            keys = [self._key(name, "rec", epoch) for epoch in epochs]
+            found = self._io(lambda c, keys=keys: c.get_many(keys))
+            for key in keys:  # newest first
+                if (record := Record.from_wire(found.get(key))) is not None:
+                    return record
+        return None
 
     def _adopt(self, cell: Cell, head: Record) -> None:
         with self._lock:
