@@ -119,20 +119,22 @@ class Record:
             return False
         return (self.at or -math.inf, self.epoch) > (other.at or -math.inf, other.epoch)
 
+    def outranks_in_time(self, other: Record) -> bool:
+        """Decided later than ``other`` (which then came from an older memory)."""
+        return (self.at or -math.inf) > (other.at or -math.inf)
+
     def knows_less_than(self, other: Record) -> bool:
         """Whether ``other`` carries an operator's decision that this history has not seen."""
         return (other.manual_at or -math.inf) > (self.manual_at or -math.inf)
 
-    def told(self, manual_at: float | None) -> Record:
-        """The same state as a new decision that knows the operator's latest word.
+    def told(self, manual_at: float | None, *, on: Record) -> Record:
+        """The same state as a new decision on top of ``on``, knowing the operator's latest word.
 
         After a store lost its history, a process that knew of a later reset
         adopts the newer automatic state but must not let an older forced
         state be restored over that reset.
         """
-        return replace(
-            self, epoch=self.epoch + 1, uid=new_uid(), parent=self.uid, manual_at=manual_at
-        )
+        return replace(self, epoch=on.epoch + 1, uid=new_uid(), parent=on.uid, manual_at=manual_at)
 
     def successor(self, **fields: Any) -> Record:
         """The next decision: epoch + 1, a new uid, this one as parent, the operator's mark kept."""

@@ -232,12 +232,27 @@ class CacheStore(BreakerStore):
         if mine.initial or head.uid == mine.uid:
             self._adopt(cell, head)
             return True
-        if mine.outranks(head):
-            return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
-        if head.knows_less_than(mine):  # keep the operator's latest word with the newer state
-            return self._restore(cell, head.told(mine.manual_at))
-        self._adopt(cell, head)
-        return True
+        if not mine.outranks(head):
+            if head.knows_less_than(mine):  # keep the operator's latest word with the newer state
+                return self._restore(cell, head.told(mine.manual_at, on=head))
+            self._adopt(cell, head)
+            return True
+        # Ours beats the head. But a head restored by a process that missed a later
+        # reset may sit on a newer decision it beat only by force: that one stands.
+        below = self._restored_over(cell.name, head)
+        if below is not None and below.outranks(mine):
+            return self._restore(cell, below.told(mine.manual_at, on=head))
+        return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+
+    def _restored_over(self, name: str, head: Record) -> Record | None:
+        """The newer decision ``head`` was restored on top of, if it was."""
+        if head.epoch < 2 or not head.parent:
+            return None
+        key = self._key(name, "rec", head.epoch - 1)
+        below = Record.from_wire(self._io(lambda c: c.get(key)))
+        if below is None or below.uid != head.parent or not below.outranks_in_time(head):
+            return None
+        return below
 
     def _restore(self, cell: Cell, record: Record) -> bool:
         if not self._publish(cell.name, record):
