@@ -19,10 +19,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 
 import demo_site  # noqa: F401 - first: it sets Django up on the test settings
 import psycopg
+from bench_dashboard import ROUNDS, side_by_side
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -32,7 +32,7 @@ from django.test import Client
 from questdash import localdb
 from questdash.models import Price
 
-ROUNDS, CALLS = 7, 5
+CALLS = 5
 SETTLE_SECONDS = 10  # after a seed, QuestDB still merges and purges partitions for a while
 SIZES = [1_000_000, 10_000_000]
 PRICES = "/admin/questdash/price/"
@@ -89,21 +89,6 @@ def row_query(client: Client, url: str) -> tuple[str, tuple, int, float]:
     return sql, params, len(seen), statistics.median(totals)
 
 
-def side_by_side(fns: dict[str, Callable[[], object]]) -> dict[str, float]:
-    """Median over rounds of the mean milliseconds per call; rounds interleave."""
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        for _ in range(CALLS):
-            fn()  # warm up: connections, prepared statements, template caches
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            started = time.perf_counter()
-            for _ in range(CALLS):
-                fn()
-            samples[name].append((time.perf_counter() - started) / CALLS * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def measure(client: Client, raw: psycopg.Connection, rows: int) -> list[tuple]:
     call_command("questdb", "seed", "--rows", str(rows))
     time.sleep(SETTLE_SECONDS)
@@ -117,7 +102,7 @@ def measure(client: Client, raw: psycopg.Connection, rows: int) -> list[tuple]:
         def floor(sql=sql, params=params):
             return raw.execute(sql, params).fetchall()
 
-        timed = side_by_side({"page": page, "raw": floor})
+        timed = side_by_side({"page": page, "raw": floor}, calls=CALLS)
         lines.append((rows, label, queries, questdb_ms, timed["raw"], timed["page"]))
     return lines
 
