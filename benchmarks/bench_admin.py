@@ -102,7 +102,8 @@ def measure(client: Client, raw: psycopg.Connection, rows: int) -> list[tuple]:
         def floor(sql=sql, params=params):
             return raw.execute(sql, params).fetchall()
 
-        timed = side_by_side({"page": page, "raw": floor}, calls=CALLS)
+        micros = side_by_side({"page": page, "raw": floor}, calls=CALLS)
+        timed = {name: value / 1e3 for name, value in micros.items()}
         lines.append((rows, label, queries, questdb_ms, timed["raw"], timed["page"]))
     return lines
 
