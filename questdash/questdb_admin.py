@@ -237,6 +237,7 @@ class QuestDBModelAdmin(admin.ModelAdmin):
     actions = None
     list_per_page = 100
     list_max_show_all = 0  # never "show all" of a table of millions
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: a full scan each
     show_full_result_count = False
     date_hierarchy = "ts"
     ordering = ("-ts",)

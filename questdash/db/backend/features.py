@@ -1,8 +1,8 @@
 """What QuestDB's PostgreSQL wire endpoint supports, flag by flag.
 
 Each flag that differs from Django's postgresql backend says why, and links
-the QuestDB page that shows it. Every claim here is exercised against a
-real QuestDB by tests/test_orm_matrix.py.
+the QuestDB page that shows it where there is one. The ORM behaviour these
+flags decide is checked against a real QuestDB by tests/test_orm_matrix.py.
 """
 
 from django.db.backends.postgresql.features import (

@@ -50,6 +50,14 @@ class DatabaseOperations(PostgresDatabaseOperations):
         high = NO_UPPER_BOUND if high_mark is None else high_mark
         return f"LIMIT {int(low)}, {int(high)}"
 
+    def distinct_sql(self, fields, params):
+        if fields:
+            raise NotSupportedError(
+                "QuestDB has no DISTINCT ON: use latest_on(*fields) for the newest row "
+                "of each key, or values(*fields).distinct()."
+            )
+        return super().distinct_sql(fields, params)
+
     def get_db_converters(self, expression):
         converters = super().get_db_converters(expression)
         internal_type = expression.output_field.get_internal_type()
