@@ -282,6 +282,11 @@ class QuestDBModelAdmin(admin.ModelAdmin):
             queryset = queryset.filter(match)
         return queryset, False
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Django wraps this view in a transaction on db_for_write(model), which the
+        # router refuses for QuestDB's read-only models: a row page reads only.
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
     def get_object(self, request, object_id, from_field=None):
         key = parse_object_id(self.model, object_id)
         if key is None:
