@@ -23,6 +23,7 @@ from questdash.env import (
     env_url,
 )
 from questdash.files import create_private_once, touch_private
+from resilience.conf import DEFAULTS as RESILIENCE_DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("QUESTDASH_VAR_DIR", BASE_DIR / "var"))  # git-ignored
@@ -116,8 +117,9 @@ QUESTDB_HEAP = env_text("QUESTDB_HEAP", "512m", pattern=r"[1-9][0-9]*[kKmMgG]?")
 # their own. Set an address (0.0.0.0: every interface) only behind a firewall.
 QUESTDB_BIND_HOST = env_ip("QUESTDB_BIND_HOST", "127.0.0.1")
 
-CONNECT_TIMEOUT = env_number("RESILIENCE_CONNECT_TIMEOUT", "3", float)
-QUERY_TIMEOUT = env_number("RESILIENCE_QUERY_TIMEOUT", "5", float)
+# The breaker's timeouts live in resilience.conf (defaults and the RESILIENCE_*
+# variables); QuestDB's own statement_timeout is set from the same value.
+QUERY_TIMEOUT = env_number("RESILIENCE_QUERY_TIMEOUT", RESILIENCE_DEFAULTS["QUERY_TIMEOUT"], float)
 
 # Sessions and password hashes: private from the first byte (SQLite's WAL files follow).
 _SQLITE_FILE = VAR_DIR / "db.sqlite3"
@@ -150,7 +152,8 @@ DATABASES = {
             # prepared, pipelined executemany (no pgbouncer in front of QuestDB).
             "server_side_binding": True,
             "prepare_threshold": 5,
-            "connect_timeout": max(1, round(CONNECT_TIMEOUT)),
+            # The connect budget is enforced by the guard (questdash.db.guard), to the
+            # millisecond; psycopg's own connect_timeout (2 s at least) is only a backstop.
             "options": f"-c statement_timeout={int(QUERY_TIMEOUT * 1000)}",
         },
         "TEST": {"MIRROR": "questdb"},
@@ -196,8 +199,6 @@ RESILIENCE = {
     # Every process (web workers, Celery) shares one breaker through the cache:
     # Redis in production, the SQLite database cache in the demo.
     "STORE": "resilience.stores.CacheStore",
-    "CONNECT_TIMEOUT": CONNECT_TIMEOUT,
-    "QUERY_TIMEOUT": QUERY_TIMEOUT,
     # Named here so every process has it from the start: header, admin page, metrics.
     "BREAKERS": {"questdb": {}},
 }

@@ -276,7 +276,8 @@ class CachedFallback:
         deadline = current_deadline()
         if deadline is not None:
             budget = min(budget, deadline.remaining() - 0.1)
-        until = self.clock.monotonic() + max(0.0, budget)
+        began = self.clock.monotonic()
+        until = began + max(0.0, budget)
         since = copy.cached_at if copy is not None else None
         keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
         while (left := until - self.clock.monotonic()) > 0:
@@ -288,7 +289,9 @@ class CachedFallback:
             newer = _copy(found.get(self.key))
             if newer is not None and (since is None or newer.cached_at > since):
                 self.shared.memo[self.name] = newer
-                if self._fresh(newer):
+                # Read while this request waited for it: fresh for this request.
+                waited = self.clock.monotonic() - began
+                if 0.0 <= self._age(newer) <= max(self.fresh_for, waited):
                     return self._ok(newer)
             if keys[1] not in found:  # it finished without a newer copy: say why
                 failure = found.get(keys[2]) or {}

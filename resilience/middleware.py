@@ -1,4 +1,11 @@
-"""Turn a dependency failure that escapes a view into a degraded response.
+"""Each request's time budget, and a dependency failure that escapes a view as a degraded response.
+
+Every request runs inside a ``Deadline`` of ``REQUEST_DEADLINE`` seconds
+(2.5 s): every guarded call in it (several sections of a page, a health
+check) is cut to what is left, and requests waiting on another's refresh
+wait no longer. That is the outer timeout of Polly's layering: per-attempt
+timeouts inside retry inside the breaker, inside one call's deadline, inside
+the request's.
 
 Never Django's 500 page: the API gets the JSON envelope with status
 "error", a staff page gets a page with a banner; both 503 with Retry-After.
@@ -15,6 +22,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
 from .breaker import all_breakers
+from .conf import get_config
+from .deadline import Deadline, activate, deactivate
 from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
@@ -40,7 +49,11 @@ class BreakerMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+        token = activate(Deadline(get_config()["REQUEST_DEADLINE"]))
+        try:
+            response = self.get_response(request)
+        finally:
+            deactivate(token)
         if is_staff(getattr(request, "user", None)) and (header := breaker_header()):
             response[HEADER] = header
         return response

@@ -106,13 +106,14 @@ def test_every_request_answers_within_3s_through_the_hang_and_heals(fleet, fleet
             assert answer.status == 200, answer.body[:300]
             assert b"status-error" not in answer.body
         else:  # /ht/: 500 while a check fails (there is no Celery beat here)
-            assert answer.status in {200, 500}
+            assert answer.status in {200, 503}
             assert answer.json()
 
     during = load.during(began, ended)
     api = [a for a in during if a.is_api]
     if not hang.degrades:
-        assert all(a.json()["status"] == "ok" for a in api), "slow is not dead: fresh throughout"
+        bad = [a.json()["reason"] for a in api if a.json()["status"] != "ok"]
+        assert not bad, f"slow is not dead: fresh throughout, not {len(bad)} of {len(api)}: {bad[:5]}"
         assert {a.breaker for a in during} == {"closed"}
         assert {a.json()["breaker"] for a in api} == {"closed"}
         return
