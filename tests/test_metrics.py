@@ -134,6 +134,9 @@ def test_several_gunicorn_workers_add_up(tmp_path, redis_url):
         "QUESTDASH_VAR_DIR": str(tmp_path),
         "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        # One request at a time per worker, so each /ht/ makes its own QuestDB call
+        # (concurrent ones in one process would share a probe).
+        "GUNICORN_THREADS": "1",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py sets and empties it
     server = subprocess.Popen(
