@@ -37,6 +37,28 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = 0  # worker_connections follows threads: see on_starting
 
+# gunicorn's own lines are JSON too, like the site's (resilience.logs).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "resilience.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        # A log config turns gunicorn's access log on; it stays off, as without one.
+        "gunicorn.access": {"level": "WARNING", "handlers": ["console"], "propagate": False},
+    },
+}
+# No control socket: its default path in $HOME is shared by every gunicorn of the
+# user, so two servers on one host (the tests start several) would take each other's.
+control_socket_disable = True
+
 
 def on_starting(server):
     # Here rather than above, so that it follows --threads too.

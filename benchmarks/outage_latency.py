@@ -17,7 +17,7 @@ began every worker had answered with the breaker open; and how long after
 it ended every answer was fresh again.
 
 Run: .venv/bin/python benchmarks/outage_latency.py [--seconds 20] [--clients 12]
-     [--hangs sigstop,latency_2s] [--designs before,after]
+     [--hangs sigstop,latency_2s] [--designs before,after] [--after SETTINGS_MODULE]
 """
 
 from __future__ import annotations
@@ -104,7 +104,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=12, help="staff clients (at least 8)")
     parser.add_argument("--hangs", default="", help="comma-separated; default all")
     parser.add_argument("--designs", default="before,after")
+    parser.add_argument(
+        "--after", default=DESIGNS["after"], help="settings module of the 'after' column"
+    )
     args = parser.parse_args()
+    DESIGNS["after"] = args.after
 
     localdb.fetch()
     call_command("questdb", "start", verbosity=0)

@@ -93,7 +93,7 @@ class Fleet:
         }  # fmt: skip
         env.update(
             DJANGO_SETTINGS_MODULE=self.settings,
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             QUESTDASH_VAR_DIR=str(self.workdir),
             QUESTDB_PORT=str(self.questdb_port),
             REDIS_URL=self.redis_url,
