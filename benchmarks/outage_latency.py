@@ -26,7 +26,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import demo_site  # noqa: F401 - first: it sets Django up (test ports)
@@ -59,20 +58,8 @@ def measure(fleet: Fleet, hang: Hang, seconds: float, clients: int) -> dict[str,
     fleet.start()
     try:
         with fleet.load(clients, timeout=seconds + 60) as load:
-            load.wait_for(
-                lambda: load.all_fresh_since(time.monotonic() - 1.5, WORKERS), 60, "warm copies"
-            )
-            began = hang.begin()
-            try:
-                time.sleep(seconds)
-            finally:
-                hang.end()
-            ended = time.monotonic()
-            load.wait_for(
-                lambda: load.all_fresh_since(time.monotonic() - 1.5, WORKERS),
-                seconds + 90,
-                "fresh again",
-            )
+            load.warm(WORKERS, timeout=60)
+            began, ended = load.ride_out(hang, seconds, WORKERS, recovery=seconds + 90)
     finally:
         fleet.stop()
     during = load.during(began, ended)

@@ -326,12 +326,50 @@ class StaffLoad:
             time.sleep(0.1)
         raise AssertionError(f"not within {timeout:g} s: {what}")
 
-    def all_fresh_since(self, moment: float, workers: int) -> bool:
-        """Every worker has answered the API with fresh data since ``moment``, and none stale."""
-        api = [a for a in self.since(moment) if a.is_api and a.ended <= time.monotonic()]
+    def fresh_everywhere(self, workers: int, since: float = 0.0, window: float = 1.5) -> bool:
+        """The API answers of the last ``window`` seconds (started after ``since``) are all
+        fresh, and every worker gave some."""
+        api = [a for a in self.since(max(since, time.monotonic() - window)) if a.is_api]
         if not api or any(a.status != 200 or a.json()["status"] != "ok" for a in api):
             return False
         return len({a.pid for a in api}) >= workers
+
+    def warm(self, workers: int, timeout: float = 30) -> dict[str, list]:
+        """Wait for fresh data from every worker and a whole dashboard page, so that every
+        section has a last good copy; the data of each API section."""
+        self.wait_for(lambda: self.fresh_everywhere(workers), timeout, "fresh data everywhere")
+        self.wait_for(lambda: any(map(whole_page, self.answers)), timeout, "a dashboard page")
+        return {
+            a.path.split("/")[-2]: a.json()["data"]
+            for a in list(self.answers)
+            if a.is_api and a.status == 200 and a.json()["status"] == "ok"
+        }
+
+    def ride_out(
+        self, hang: Hang, seconds: float, workers: int, recovery: float
+    ) -> tuple[float, float]:
+        """QuestDB hangs for ``seconds`` under this load; then wait (up to ``recovery``
+        seconds) until every worker answers fresh again. The moments it began and ended."""
+        began = hang.begin()
+        try:
+            time.sleep(seconds)
+        finally:
+            hang.end()
+        ended = time.monotonic()
+        fresh = lambda: self.fresh_everywhere(workers, since=ended)  # noqa: E731
+        self.wait_for(fresh, recovery, f"fresh data after {hang.name}")
+        return began, ended
+
+
+def whole_page(answer: Answer) -> bool:
+    """A dashboard page with every section fresh."""
+    body = answer.body
+    return (
+        answer.path == DASHBOARD
+        and answer.status == 200
+        and b"status-ok" in body
+        and not (b"status-degraded" in body or b"status-error" in body)
+    )
 
 
 def first_open_in_every_worker(answers: list[Answer], since: float, workers: int) -> float | None:
