@@ -4,7 +4,7 @@
 for the shared breaker and copies) with its own var/ directory, migrated, and
 a staff login made by the product's own ``demo_login``. ``StaffLoad`` is a
 crowd of logged-in staff clients, each in its own thread, that request their
-pages in turn and record every answer, timed on the client's side. ``HANGS``
+pages in turn and record every answer, timed on the client's side. ``hangs()``
 are the ways QuestDB hangs, each with the way it ends.
 
 Used by tests/test_hangs.py (the ``fleet`` fixture of tests/conftest.py) and by
@@ -107,16 +107,19 @@ class Fleet:
     def prepare(self) -> None:
         """The Django tables and a staff login (the product's demo_login)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        manage = [sys.executable, "manage.py"]
-        env = self.env()
-        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)  # fmt: skip
-        made = subprocess.run([*manage, "demo_login", "--username", self.USERNAME], cwd=ROOT,
-                              env=env, check=True, capture_output=True, text=True)  # fmt: skip
+        self.manage("migrate", "--noinput", "-v", "0")
+        made = self.manage("demo_login", "--username", self.USERNAME)
         found = re.search(rf"{self.USERNAME} / (\S+)", made.stdout)
         if found is None:
             raise RuntimeError(f"demo_login printed no login: {made.stdout!r}")
         self.password = found.group(1)
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(),
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
+        return done
 
     def start(self) -> None:
         from conftest import free_port  # not at import: the workers import this module
@@ -175,7 +178,7 @@ class Fleet:
 
     def load(self, clients: int = 12, *, pause: float = 0.1, timeout: float = 60) -> StaffLoad:
         """``clients`` staff sessions: two thirds on the API, the rest on the page and /ht/."""
-        api = max(8, clients * 2 // 3)
+        api = clients - clients // 3
         paths = [[API.format(s) for s in rotate(API_SECTIONS, i)] for i in range(api)]
         paths += [[DASHBOARD] if i % 2 == 0 else [HEALTH] for i in range(clients - api)]
         cookies = [self.login() for _ in paths]
