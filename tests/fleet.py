@@ -329,10 +329,12 @@ class StaffLoad:
             time.sleep(0.1)
         raise AssertionError(f"not within {timeout:g} s: {what}")
 
-    def fresh_everywhere(self, workers: int, since: float = 0.0, window: float = 1.5) -> bool:
-        """The API answers of the last ``window`` seconds (started after ``since``) are all
+    WINDOW = 1.5  # seconds of fresh answers from every worker that say the site is well
+
+    def fresh_everywhere(self, workers: int, since: float = 0.0) -> bool:
+        """The API answers of the last ``WINDOW`` seconds (started after ``since``) are all
         fresh, and every worker gave some."""
-        api = [a for a in self.since(max(since, time.monotonic() - window)) if a.is_api]
+        api = [a for a in self.since(max(since, time.monotonic() - self.WINDOW)) if a.is_api]
         if not api or any(a.status != 200 or a.json()["status"] != "ok" for a in api):
             return False
         return len({a.pid for a in api}) >= workers
@@ -350,9 +352,10 @@ class StaffLoad:
 
     def ride_out(
         self, hang: Hang, seconds: float, workers: int, recovery: float
-    ) -> tuple[float, float]:
+    ) -> tuple[float, float, float]:
         """QuestDB hangs for ``seconds`` under this load; then wait (up to ``recovery``
-        seconds) until every worker answers fresh again. The moments it began and ended."""
+        seconds) until every worker answers fresh again. The moments the hang began and
+        ended, and the moment from which every answer was fresh."""
         began = hang.begin()
         try:
             time.sleep(seconds)
@@ -360,8 +363,8 @@ class StaffLoad:
             hang.end()
         ended = time.monotonic()
         fresh = lambda: self.fresh_everywhere(workers, since=ended)  # noqa: E731
-        self.wait_for(fresh, recovery, f"fresh data after {hang.name}")
-        return began, ended
+        confirmed = self.wait_for(fresh, recovery, f"fresh data after {hang.name}")
+        return began, ended, max(ended, confirmed - self.WINDOW)
 
 
 def whole_page(answer: Answer) -> bool:

@@ -66,7 +66,7 @@ def test_every_request_answers_within_3s_through_the_hang_and_heals(fleet, fleet
     with fleet.load(12) as load:
         reference = load.warm(workers)
         assert set(reference) == set(API_SECTIONS)
-        began, ended = load.ride_out(hang, FAULT_SECONDS, workers, recovery=20)
+        began, ended, _ = load.ride_out(hang, FAULT_SECONDS, workers, recovery=20)
 
     answers = load.answers
     assert len({a.pid for a in answers}) == workers
