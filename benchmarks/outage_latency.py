@@ -17,7 +17,7 @@ began every worker had answered with the breaker open; and how long after
 it ended every answer was fresh again.
 
 Run: .venv/bin/python benchmarks/outage_latency.py [--seconds 20] [--clients 12]
-     [--hangs sigstop,latency_2s] [--designs before,after]
+     [--hangs sigstop,latency_2s] [--designs before,after,NAME=SETTINGS_MODULE]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import demo_site  # noqa: F401 - first: it sets Django up (test ports)
@@ -35,44 +34,19 @@ from django.core.management import call_command
 
 from conftest import RedisServer, free_port
 from questdash import localdb
-from tests.fleet import Answer, Fleet, Hang, Percentiles, first_open_in_every_worker, hangs
+from tests.fleet import Fleet, Hang, Percentiles, StaffLoad, first_open_in_every_worker, hangs
 from tests.toxiproxy import Toxiproxy
 
 DESIGNS = {"before": "benchmarks.naive.settings", "after": "tests.fleet_settings"}
 WORKERS = 4
 
 
-def fresh_from(answers: list[Answer], since: float) -> float | None:
-    """Seconds after ``since`` from which every API answer was fresh (None: never)."""
-    api = sorted((a for a in answers if a.is_api and a.started >= since), key=lambda a: a.started)
-    fresh_from = None
-    for answer in api:
-        fresh = answer.status == 200 and answer.json()["status"] == "ok"
-        if not fresh:
-            fresh_from = None
-        elif fresh_from is None:
-            fresh_from = answer.started
-    return None if fresh_from is None else fresh_from - since
-
-
 def measure(fleet: Fleet, hang: Hang, seconds: float, clients: int) -> dict[str, object]:
     fleet.start()
     try:
         with fleet.load(clients, timeout=seconds + 60) as load:
-            load.wait_for(
-                lambda: load.all_fresh_since(time.monotonic() - 1.5, WORKERS), 60, "warm copies"
-            )
-            began = hang.begin()
-            try:
-                time.sleep(seconds)
-            finally:
-                hang.end()
-            ended = time.monotonic()
-            load.wait_for(
-                lambda: load.all_fresh_since(time.monotonic() - 1.5, WORKERS),
-                seconds + 90,
-                "fresh again",
-            )
+            load.warm(WORKERS, timeout=60)
+            began, ended, fresh = load.ride_out(hang, seconds, WORKERS, recovery=seconds + 90)
     finally:
         fleet.stop()
     during = load.during(began, ended)
@@ -80,7 +54,7 @@ def measure(fleet: Fleet, hang: Hang, seconds: float, clients: int) -> dict[str,
         "times": Percentiles.of([a.elapsed for a in during]),
         "unanswered": sum(1 for a in during if a.status == 0),
         "open": first_open_in_every_worker(load.answers, began, WORKERS),
-        "fresh": fresh_from(load.answers, ended),
+        "fresh": fresh - ended,
     }
 
 
@@ -94,7 +68,7 @@ def cell(result: dict[str, object], design: str) -> str:
     fresh = result["fresh"]
     return (
         f"{times.count:>5} {times.p50:>6.2f} {times.p99:>6.2f} {times.max:>6.2f} "
-        f"{opened_text:>12} {'-' if fresh is None else f'{fresh:.1f}':>6}"
+        f"{opened_text:>12} {fresh:>6.1f}"
     )
 
 
@@ -103,7 +77,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each hang lasts")
     parser.add_argument("--clients", type=int, default=12, help="staff clients (at least 8)")
     parser.add_argument("--hangs", default="", help="comma-separated; default all")
-    parser.add_argument("--designs", default="before,after")
+    parser.add_argument(
+        "--designs",
+        default="before,after",
+        help="columns: before, after, or NAME=SETTINGS_MODULE for another configuration",
+    )
     args = parser.parse_args()
 
     localdb.fetch()
@@ -118,7 +96,11 @@ def main() -> None:
     proxy = toxiproxy.proxy("questdb_outage_latency", free_port(), upstream)
     catalogue = hangs(proxy, lambda: localdb.status().pid)
     chosen = [name for name in args.hangs.split(",") if name] or list(catalogue)
-    designs = [d for d in args.designs.split(",") if d]
+    for item in args.designs.split(","):
+        if "=" in item:
+            name, module = item.split("=", 1)
+            DESIGNS[name] = module
+    designs = [item.split("=", 1)[0] for item in args.designs.split(",") if item]
     results: dict[tuple[str, str], dict[str, object]] = {}
     try:
         fleets = {
@@ -147,7 +129,7 @@ def main() -> None:
         f"{WORKERS} gunicorn workers (gthread), {args.clients} staff clients, each hang "
         f"{args.seconds:g} s; seconds, client side, every request in flight during the hang\n"
         "open: after the hang began, every worker had answered with the breaker open; "
-        "fresh: after it ended, every answer was fresh\n"
+        f"fresh: after it ended, every answer was fresh ({StaffLoad.WINDOW:g} s on)\n"
     )
     header = f"{'n':>5} {'p50':>6} {'p99':>6} {'max':>6} {'open':>12} {'fresh':>6}"
     print(f"{'':<22}" + "".join(f"| {d:<{len(header)}} " for d in designs))

@@ -7,6 +7,7 @@ pointed at, so a test can blackhole QuestDB without touching the server.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -58,8 +59,8 @@ def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]
     """The site on gunicorn with 4 workers, QuestDB through ``fleet_proxy``, Redis shared.
 
     Product settings (tests/fleet_settings.py), except a one-second recovery
-    timeout so that a test sees the breaker heal. The log must never hold
-    the QuestDB password.
+    timeout so that a test sees the breaker heal. Its log is JSON lines and
+    never holds the QuestDB password.
     """
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
     redis.Redis.from_url(url).flushdb()
@@ -72,7 +73,10 @@ def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]
     server.start()
     yield server
     server.stop()
-    assert settings.QUESTDB_PASSWORD not in server.log.read_text()
+    log = server.log.read_text()
+    assert settings.QUESTDB_PASSWORD not in log
+    for line in log.splitlines():  # gunicorn's own lines included
+        assert isinstance(json.loads(line), dict), line
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 for the shared breaker and copies) with its own var/ directory, migrated, and
 a staff login made by the product's own ``demo_login``. ``StaffLoad`` is a
 crowd of logged-in staff clients, each in its own thread, that request their
-pages in turn and record every answer, timed on the client's side. ``HANGS``
+pages in turn and record every answer, timed on the client's side. ``hangs()``
 are the ways QuestDB hangs, each with the way it ends.
 
 Used by tests/test_hangs.py (the ``fleet`` fixture of tests/conftest.py) and by
@@ -93,7 +93,7 @@ class Fleet:
         }  # fmt: skip
         env.update(
             DJANGO_SETTINGS_MODULE=self.settings,
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             QUESTDASH_VAR_DIR=str(self.workdir),
             QUESTDB_PORT=str(self.questdb_port),
             REDIS_URL=self.redis_url,
@@ -107,16 +107,19 @@ class Fleet:
     def prepare(self) -> None:
         """The Django tables and a staff login (the product's demo_login)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        manage = [sys.executable, "manage.py"]
-        env = self.env()
-        subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)  # fmt: skip
-        made = subprocess.run([*manage, "demo_login", "--username", self.USERNAME], cwd=ROOT,
-                              env=env, check=True, capture_output=True, text=True)  # fmt: skip
+        self.manage("migrate", "--noinput", "-v", "0")
+        made = self.manage("demo_login", "--username", self.USERNAME)
         found = re.search(rf"{self.USERNAME} / (\S+)", made.stdout)
         if found is None:
             raise RuntimeError(f"demo_login printed no login: {made.stdout!r}")
         self.password = found.group(1)
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(),
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed: {done.stderr[-2000:]}")
+        return done
 
     def start(self) -> None:
         from conftest import free_port  # not at import: the workers import this module
@@ -175,7 +178,7 @@ class Fleet:
 
     def load(self, clients: int = 12, *, pause: float = 0.1, timeout: float = 60) -> StaffLoad:
         """``clients`` staff sessions: two thirds on the API, the rest on the page and /ht/."""
-        api = max(8, clients * 2 // 3)
+        api = clients - clients // 3
         paths = [[API.format(s) for s in rotate(API_SECTIONS, i)] for i in range(api)]
         paths += [[DASHBOARD] if i % 2 == 0 else [HEALTH] for i in range(clients - api)]
         cookies = [self.login() for _ in paths]
@@ -326,12 +329,53 @@ class StaffLoad:
             time.sleep(0.1)
         raise AssertionError(f"not within {timeout:g} s: {what}")
 
-    def all_fresh_since(self, moment: float, workers: int) -> bool:
-        """Every worker has answered the API with fresh data since ``moment``, and none stale."""
-        api = [a for a in self.since(moment) if a.is_api and a.ended <= time.monotonic()]
+    WINDOW = 1.5  # seconds of fresh answers from every worker that say the site is well
+
+    def fresh_everywhere(self, workers: int, since: float = 0.0) -> bool:
+        """The API answers of the last ``WINDOW`` seconds (started after ``since``) are all
+        fresh, and every worker gave some."""
+        api = [a for a in self.since(max(since, time.monotonic() - self.WINDOW)) if a.is_api]
         if not api or any(a.status != 200 or a.json()["status"] != "ok" for a in api):
             return False
         return len({a.pid for a in api}) >= workers
+
+    def warm(self, workers: int, timeout: float = 30) -> dict[str, list]:
+        """Wait for fresh data from every worker and a whole dashboard page, so that every
+        section has a last good copy; the data of each API section."""
+        self.wait_for(lambda: self.fresh_everywhere(workers), timeout, "fresh data everywhere")
+        self.wait_for(lambda: any(map(whole_page, self.answers)), timeout, "a dashboard page")
+        return {
+            a.path.split("/")[-2]: a.json()["data"]
+            for a in list(self.answers)
+            if a.is_api and a.status == 200 and a.json()["status"] == "ok"
+        }
+
+    def ride_out(
+        self, hang: Hang, seconds: float, workers: int, recovery: float
+    ) -> tuple[float, float, float]:
+        """QuestDB hangs for ``seconds`` under this load; then wait (up to ``recovery``
+        seconds) until every worker answers fresh again. The moments the hang began and
+        ended, and the moment from which every answer was fresh."""
+        began = hang.begin()
+        try:
+            time.sleep(seconds)
+        finally:
+            hang.end()
+        ended = time.monotonic()
+        fresh = lambda: self.fresh_everywhere(workers, since=ended)  # noqa: E731
+        confirmed = self.wait_for(fresh, recovery, f"fresh data after {hang.name}")
+        return began, ended, max(ended, confirmed - self.WINDOW)
+
+
+def whole_page(answer: Answer) -> bool:
+    """A dashboard page with every section fresh."""
+    body = answer.body
+    return (
+        answer.path == DASHBOARD
+        and answer.status == 200
+        and b"status-ok" in body
+        and not (b"status-degraded" in body or b"status-error" in body)
+    )
 
 
 def first_open_in_every_worker(answers: list[Answer], since: float, workers: int) -> float | None:

@@ -126,11 +126,6 @@ class Proxy:
         """Every connection is reset (TCP RST) as soon as data flows."""
         self.add_toxic("reset_peer", "upstream", timeout=0)
 
-    def drop_connections(self) -> None:
-        """Close every live connection (the listener closes and reopens at once)."""
-        self.set_enabled(False)
-        self.set_enabled(True)
-
     def heal(self) -> None:
         """No toxics, enabled: traffic flows again."""
         for toxic in self.server.api("GET", f"/proxies/{self.name}/toxics") or []:
