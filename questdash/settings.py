@@ -119,6 +119,7 @@ QUESTDB_BIND_HOST = env_ip("QUESTDB_BIND_HOST", "127.0.0.1")
 
 # The breaker's timeouts live in resilience.conf (defaults and the RESILIENCE_*
 # variables); QuestDB's own statement_timeout is set from the same value.
+env_number("RESILIENCE_CONNECT_TIMEOUT", RESILIENCE_DEFAULTS["CONNECT_TIMEOUT"], float)  # checked
 QUERY_TIMEOUT = env_number("RESILIENCE_QUERY_TIMEOUT", RESILIENCE_DEFAULTS["QUERY_TIMEOUT"], float)
 
 # Sessions and password hashes: private from the first byte (SQLite's WAL files follow).

@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_ATTEMPTS": 3,  # attempts in total, the first included
     "RETRY_WAITS": (0.1, 0.5, 1.0),  # wait before attempt 2, 3, 4 ... (last repeats)
     "RETRY_JITTER": 0.0,  # up to this many seconds added at random to each wait
-    "CONNECT_TIMEOUT": 1.0,  # one connection attempt
+    "CONNECT_TIMEOUT": 1.5,  # one connection attempt, and the pooled connection's check
     "QUERY_TIMEOUT": 1.5,  # one statement (the server's statement_timeout too)
     "CALL_DEADLINE": 2.0,  # one guarded call: attempts, waits and timeouts together
     "REQUEST_DEADLINE": 2.5,  # one HTTP request: every guarded call in it together
