@@ -34,6 +34,9 @@ SETTING_NAME = "RESILIENCE"
 DEFAULTS: dict[str, Any] = {
     # State machine (the story's configuration is the default).
     "FAILURE_THRESHOLD": 5,  # consecutive failures that open the breaker
+    # Consecutive timeouts that open it: a timed-out call cost someone the whole
+    # wait, so it weighs more (Resilience4j's slow calls, Envoy's gateway timeouts).
+    "TIMEOUT_THRESHOLD": 2,
     "RECOVERY_TIMEOUT": 30.0,  # seconds open before a probe is let through
     "HALF_OPEN_MAX_CALLS": 1,  # probes per recovery window, across all processes
     # Optional failure-rate rule over the last SLIDING_WINDOW_SIZE calls of this
@@ -106,6 +109,7 @@ class Rule:
 
 RULES: list[Rule] = [
     Rule("FAILURE_THRESHOLD", "E001", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule("TIMEOUT_THRESHOLD", "E001", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule("RECOVERY_TIMEOUT", "E002", lambda v: number(v) and v > 0, "a positive number of seconds"),
     Rule("HALF_OPEN_MAX_CALLS", "E003", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule("CONNECT_TIMEOUT", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
@@ -287,6 +291,7 @@ class BreakerConfig:
     """How one breaker behaves, validated once: what a ``CircuitBreaker`` is built from."""
 
     failure_threshold: int = DEFAULTS["FAILURE_THRESHOLD"]
+    timeout_threshold: int = DEFAULTS["TIMEOUT_THRESHOLD"]
     recovery_timeout: float = DEFAULTS["RECOVERY_TIMEOUT"]
     half_open_max_calls: int = DEFAULTS["HALF_OPEN_MAX_CALLS"]
     failure_rate_threshold: float | None = DEFAULTS["FAILURE_RATE_THRESHOLD"]
@@ -325,6 +330,11 @@ class BreakerConfig:
     @property
     def longest_open(self) -> float:
         return float(self.max_recovery_timeout)  # type: ignore[arg-type]
+
+    @property
+    def timeout_weight(self) -> int:
+        """How many failures one timeout counts for: TIMEOUT_THRESHOLD of them open it."""
+        return max(1, math.ceil(self.failure_threshold / self.timeout_threshold))
 
     def open_duration(self, trips: int) -> float:
         """How long the breaker stays open after its ``trips``-th open in a row (backoff)."""

@@ -317,7 +317,12 @@ class DeadlineExceeded(OperationFailed):
             breaker=breaker,
             attempts=attempts,
         )
-        self.kind = Kind.TIMEOUT if attempts else Kind.NOT_ATTEMPTED
+        if not attempts:
+            self.kind = Kind.NOT_ATTEMPTED
+        elif cause is not None and classify(cause) is Kind.UNREACHABLE:
+            self.kind = Kind.UNREACHABLE  # refused until the budget ran out: not a slow server
+        else:
+            self.kind = Kind.TIMEOUT
 
 
 def is_unreachable(exc: BaseException) -> bool:

@@ -505,11 +505,16 @@ class CircuitBreaker(CallStyles):
         rec = self._cell.rec
         if rec.uid != permit.uid or rec.epoch != permit.epoch:
             return  # the state moved on since this call started
-        threshold = self.config.failure_threshold
-        count = self._store.add_failure(self.name, rec, threshold)
+        config = self.config
+        threshold = config.failure_threshold
+        weight = config.timeout_weight if classify(exc) is Kind.TIMEOUT else 1
+        count = self._store.add_failure(self.name, rec, threshold, weight)
         reason = None
         if count >= threshold:
-            reason = f"{count} consecutive failures (threshold {threshold})"
+            reason = f"{count} consecutive failures (threshold {threshold}"
+            if config.timeout_weight > 1:
+                reason += f"; a timeout counts {config.timeout_weight}"
+            reason += ")"
         if self._window is not None:
             reason = self._window.record(True) or reason
         if reason is not None:

@@ -111,8 +111,8 @@ class BreakerStore(ABC):
         """
 
     @abstractmethod
-    def add_failure(self, name: str, rec: Record, threshold: int) -> int:
-        """Count one failure in ``rec``'s epoch; return the consecutive count.
+    def add_failure(self, name: str, rec: Record, threshold: int, weight: int = 1) -> int:
+        """Count one failure (``weight`` of them) in ``rec``'s epoch; return the consecutive count.
 
         A count at or past ``threshold`` is checked against the latest
         success first, so it is safe to open on.

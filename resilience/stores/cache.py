@@ -372,19 +372,19 @@ class CacheStore(BreakerStore):
             self._install(cell, new, published=False)
         return new
 
-    def add_failure(self, name: str, rec: Record, threshold: int) -> int:
+    def add_failure(self, name: str, rec: Record, threshold: int, weight: int = 1) -> int:
         cell = self.cell(name)
         if not cell.dirty:
             try:
-                return self._count_shared(cell, rec, threshold)
+                return self._count_shared(cell, rec, weight)
             except CacheUnavailable:
                 pass
         with self._lock:
             if _same(cell.rec, rec):
-                cell.failures += 1
+                cell.failures += weight
             return cell.failures
 
-    def _count_shared(self, cell: Cell, rec: Record, threshold: int) -> int:
+    def _count_shared(self, cell: Cell, rec: Record, weight: int) -> int:
         """Count in the current run; a success told meanwhile moves the count to the new run."""
         name = cell.name
         run_key = self._key(name, "run", rec.epoch)
@@ -396,7 +396,7 @@ class CacheStore(BreakerStore):
         run = found.get(run_key) or ""
         known = cell.failures if run == cell.run else 0
         for _ in range(3):
-            count = self._add(self._key(name, "fail", rec.epoch, run), known)
+            count = self._add(self._key(name, "fail", rec.epoch, run), known, weight)
             latest = self._io(lambda c: c.get(run_key)) or ""
             if latest == run:
                 break
@@ -406,8 +406,8 @@ class CacheStore(BreakerStore):
                 cell.run, cell.failures = run, count
         return count
 
-    def _add(self, key: str, known: int) -> int:
-        return self._io(lambda c: self.counter.add(c, key, self.record_ttl, known))
+    def _add(self, key: str, known: int, weight: int) -> int:
+        return self._io(lambda c: self.counter.add(c, key, self.record_ttl, known, weight))
 
     def note_success(self, name: str, rec: Record) -> None:
         cell = self.cell(name)

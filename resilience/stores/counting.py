@@ -18,8 +18,8 @@ READ_LIMIT = 16  # slots read when a process refreshes its view of the count
 
 class Counter(ABC):
     @abstractmethod
-    def add(self, cache: Any, key: str, ttl: int, known: int) -> int:
-        """Count one more under ``key``; ``known`` is a count this process already saw there."""
+    def add(self, cache: Any, key: str, ttl: int, known: int, weight: int = 1) -> int:
+        """Count ``weight`` more under ``key``; ``known`` is a count this process saw there."""
 
     @abstractmethod
     def keys(self, key: str) -> list[str]:
@@ -31,15 +31,15 @@ class Counter(ABC):
 
 
 class IncrCounter(Counter):
-    def add(self, cache: Any, key: str, ttl: int, known: int) -> int:
+    def add(self, cache: Any, key: str, ttl: int, known: int, weight: int = 1) -> int:
         for _ in range(3):
-            if cache.add(key, 1, ttl):
-                return 1
+            if cache.add(key, weight, ttl):
+                return weight
             try:
-                return int(cache.incr(key))
+                return int(cache.incr(key, weight))
             except ValueError:  # expired between the two: create it again
                 continue
-        return known + 1
+        return known + weight
 
     def keys(self, key: str) -> list[str]:
         return [key]
@@ -49,10 +49,12 @@ class IncrCounter(Counter):
 
 
 class SlotCounter(Counter):
-    def add(self, cache: Any, key: str, ttl: int, known: int) -> int:
-        slot = known + 1  # slots up to a count seen are taken: they are never given back
-        while not cache.add(f"{key}:{slot}", 1, ttl):
+    def add(self, cache: Any, key: str, ttl: int, known: int, weight: int = 1) -> int:
+        slot = known  # slots up to a count seen are taken: they are never given back
+        for _ in range(weight):
             slot += 1
+            while not cache.add(f"{key}:{slot}", 1, ttl):
+                slot += 1
         return slot
 
     def keys(self, key: str) -> list[str]:

@@ -50,11 +50,11 @@ class LocalStore(BreakerStore):
             self._history[name].append(new)
             return new
 
-    def add_failure(self, name: str, rec: Record, threshold: int) -> int:
+    def add_failure(self, name: str, rec: Record, threshold: int, weight: int = 1) -> int:
         with self._lock:
             cell = self._cells[name]
             if cell.rec.uid == rec.uid:
-                cell.failures += 1
+                cell.failures += weight
             return cell.failures
 
     def note_success(self, name: str, rec: Record) -> None:

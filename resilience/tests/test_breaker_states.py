@@ -483,3 +483,18 @@ def test_cancelled_task_does_not_count(make_breaker):
 def test_constructor_refuses_nonsense(make_breaker, kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_breaker(**kwargs)
+
+
+def test_two_timeouts_open_it_where_it_takes_five_refusals(make_breaker):
+    """A timed-out call made someone wait the whole budget: it weighs more than a refusal."""
+    breaker = make_breaker(failure_threshold=5, timeout_threshold=2)
+    trip(breaker, 4)
+    assert breaker.state is State.CLOSED  # four refusals: not yet
+    breaker.reset()
+    with pytest.raises(TimeoutError):
+        breaker.call(fail(TimeoutError("timed out")))
+    assert (breaker.state, breaker.snapshot().failure_count) == (State.CLOSED, 3)
+    with pytest.raises(TimeoutError):
+        breaker.call(fail(TimeoutError("timed out")))
+    assert breaker.state is State.OPEN
+    assert "a timeout counts 3" in breaker.snapshot().reason

@@ -95,7 +95,7 @@ def test_other_processes_converge_within_one_sync_interval(process, clock):
         b.call(lambda: None)
     transition = b.snapshot(history=True).transitions[-1]  # the history is the shared one
     assert transition.to_state == "open"
-    assert transition.reason == "3 consecutive failures (threshold 3)"
+    assert transition.reason.startswith("3 consecutive failures (threshold 3")
 
 
 def test_closed_path_does_not_touch_the_cache_between_refreshes(process, clock):

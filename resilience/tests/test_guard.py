@@ -310,7 +310,9 @@ def test_async_guard_cuts_a_hanging_attempt_at_the_deadline(settings):
     assert "deadline of 0.2 s exceeded" in str(info.value)
     from resilience.registry import get_breaker
 
-    assert get_breaker("slow").snapshot().failure_count == 1  # a timeout counts
+    slow = get_breaker("slow")
+    assert slow.snapshot().failure_count == slow.config.timeout_weight  # a timeout weighs more
+    assert slow.config.timeout_weight == 3  # 5 failures, or 2 timeouts, open it
 
 
 def test_failure_log_lines_are_json_with_the_contract_fields(make_breaker, caplog):
