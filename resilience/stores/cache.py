@@ -337,7 +337,17 @@ class CacheStore(BreakerStore):
             cell.offset = self.timebase.offset
 
     def _publish(self, name: str, record: Record) -> bool:
-        """Write one epoch's record if nobody has; the previous one may now expire."""
+        """Write one epoch's record if nobody has, on top of its parent; the previous may expire.
+
+        The parent is checked first: after a flush the epoch numbers are reused,
+        and a process that has not looked since must not write its successor on
+        top of somebody else's history.
+        """
+        if record.parent:
+            below = self._key(name, "rec", record.epoch - 1)
+            found = Record.from_wire(self._io(lambda c: c.get(below)))
+            if found is None or found.uid != record.parent:
+                return False
         wire = record.to_wire()
         key = self._key(name, "rec", record.epoch)
         if not self._io(lambda c: c.add(key, wire, None)):
@@ -389,9 +399,12 @@ class CacheStore(BreakerStore):
         name = cell.name
         run_key = self._key(name, "run", rec.epoch)
         pointer_key = self._key(name, "epoch")
-        found = self._io(lambda c: c.get_many([run_key, pointer_key]))
-        if int(found.get(pointer_key) or 0) > rec.epoch:
-            cell.sync_due = -math.inf  # the state moved on: this failure was in an old epoch
+        rec_key = self._key(name, "rec", rec.epoch)
+        found = self._io(lambda c: c.get_many([run_key, pointer_key, rec_key]))
+        stored = Record.from_wire(found.get(rec_key))
+        moved_on = int(found.get(pointer_key) or 0) > rec.epoch
+        if moved_on or (stored is not None and stored.uid != rec.uid):
+            cell.sync_due = -math.inf  # the state moved on (or was replaced): not this epoch's
             return 0
         run = found.get(run_key) or ""
         known = cell.failures if run == cell.run else 0
