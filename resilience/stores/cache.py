@@ -4,9 +4,10 @@ Layout, under ``<prefix>:<breaker>:``
   ``rec:<epoch>``              each decision, written once with ``add``; the newest never
                                expires, older ones after ``record_ttl``
   ``epoch``                    a hint of the newest epoch (readers walk forward from it)
-  ``run:<epoch>``              the current run of failures: a new token on each success told
-  ``fail:<epoch>:<run>``       consecutive failures in that run (``incr``, or slots; counting.py)
-  ``probe:<epoch>:<window>:<slot>``  probe permits, one ``add`` each
+  ``run:<uid>``                the current run of failures: a new token on each success told
+  ``fail:<uid>:<run>``         consecutive failures in that run (``incr``, or slots; counting.py)
+  ``probe:<epoch>:<uid>:<window>:<slot>``  probe permits, one ``add`` each
+(counts and permits are filed under the decision's uid: epochs are reused after a flush)
 
 Who wins which race, and why:
 - Two processes deciding at once: epoch N+1 is written with ``add``; the
@@ -199,8 +200,8 @@ class CacheStore(BreakerStore):
         pointer_key = self._key(name, "epoch")
         known_key = self._key(name, "rec", base.epoch)
         next_key = self._key(name, "rec", base.epoch + 1)
-        run_key = self._key(name, "run", rec.epoch)
-        count_keys = self.counter.keys(self._key(name, "fail", rec.epoch, cell.run))
+        run_key = self._key(name, "run", _tag(rec))
+        count_keys = self.counter.keys(self._key(name, "fail", _tag(rec), cell.run))
         found = self._io(
             lambda c: c.get_many([pointer_key, known_key, next_key, run_key, *count_keys])
         )
@@ -266,7 +267,7 @@ class CacheStore(BreakerStore):
         if run != cell.run:  # a success started a new run since: its count is read next time
             cell.run, cell.failures = run, 0
             return
-        cell.failures = self.counter.read(found, self._key(cell.name, "fail", cell.rec.epoch, run))
+        cell.failures = self.counter.read(found, self._key(cell.name, "fail", _tag(cell.rec), run))
 
     def _scan(self, name: str, start: int) -> Record | None:
         """The newest record of an unbroken run of epochs from ``start``."""
@@ -367,12 +368,17 @@ class CacheStore(BreakerStore):
             return None
         if not cell.dirty:
             try:
-                if self._publish(name, new):
-                    with self._lock:
-                        self._install(cell, new, published=True)
-                    return new
-                cell.sync_due = -math.inf
-                self.sync(name)  # lost the race: learn the winner
+                for _ in range(2):
+                    if self._publish(name, new):
+                        with self._lock:
+                            self._install(cell, new, published=True)
+                        return new
+                    cell.sync_due = -math.inf
+                    self.sync(name)  # lost the race, or our parent was lost: look again
+                    current = cell.rec
+                    if current.uid != expected.uid or cell.dirty:
+                        return None  # somebody else decided first
+                    new = new.renumbered(current.epoch + 1, current.uid)  # it was restored
                 return None
             except CacheUnavailable:
                 pass  # decided here; settled when the cache returns
@@ -397,7 +403,7 @@ class CacheStore(BreakerStore):
     def _count_shared(self, cell: Cell, rec: Record, weight: int) -> int:
         """Count in the current run; a success told meanwhile moves the count to the new run."""
         name = cell.name
-        run_key = self._key(name, "run", rec.epoch)
+        run_key = self._key(name, "run", _tag(rec))
         pointer_key = self._key(name, "epoch")
         rec_key = self._key(name, "rec", rec.epoch)
         found = self._io(lambda c: c.get_many([run_key, pointer_key, rec_key]))
@@ -409,7 +415,7 @@ class CacheStore(BreakerStore):
         run = found.get(run_key) or ""
         known = cell.failures if run == cell.run else 0
         for _ in range(3):
-            count = self._add(self._key(name, "fail", rec.epoch, run), known, weight)
+            count = self._add(self._key(name, "fail", _tag(rec), run), known, weight)
             latest = self._io(lambda c: c.get(run_key)) or ""
             if latest == run:
                 break
@@ -429,7 +435,7 @@ class CacheStore(BreakerStore):
             return
         if not cell.dirty:
             token = new_uid()
-            run_key = self._key(name, "run", rec.epoch)
+            run_key = self._key(name, "run", _tag(rec))
             with contextlib.suppress(CacheUnavailable):  # then only this process knows
                 self._io(lambda c: c.set(run_key, token, self.record_ttl))
                 cell.run = token
@@ -474,6 +480,11 @@ class CacheStore(BreakerStore):
         if cell.dirty or not records:
             records.append(cell.rec)
         return [rec for rec in records if not rec.initial][-limit:]
+
+
+def _tag(rec: Record) -> str:
+    """What a decision's counts are filed under: its uid (epochs are reused after a flush)."""
+    return rec.uid or "initial"
 
 
 def _same(a: Record, b: Record) -> bool:
