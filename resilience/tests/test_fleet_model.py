@@ -145,7 +145,8 @@ class FleetMachine(RuleBasedStateMachine):
         self.open_seen: dict[str, float] = {}  # an open decision's uid -> when first seen
         self.last_seen: dict[int, tuple[Any, float, Record]] = {}  # pid -> (key, created, rec)
         self.faulted_at = -math.inf  # the last time the store misbehaved
-        self.calls: list[tuple[float, str, Any]] = []  # (time, "ok"/"fail", closed decision)
+        # (time, "ok"/"fail", closed decision) of the calls counted in the store
+        self.calls: list[tuple[float, str, Any]] = []
         self.probes: dict[tuple[Any, int], int] = {}  # probes counted, by open decision and window
         self.operator: tuple[str, Record, float] | None = None
         self.knows_operator: set[int] = set()
@@ -284,7 +285,8 @@ class FleetMachine(RuleBasedStateMachine):
             self.observe(process)
             return
         decision = key_of(permit)
-        self.calls.append((self.now, outcome, decision))
+        if self.store_ok(process):  # the fleet counts only what reaches the store
+            self.calls.append((self.now, outcome, decision))
         healthy_epoch = self.created.get(decision, -math.inf) > self.faulted_at
         after = self.record(process)
         opened_now = after.state is State.OPEN and episode(after) not in self.opened
@@ -401,7 +403,8 @@ class FleetMachine(RuleBasedStateMachine):
             self.held_probes.append((process, permit))
         else:
             process.breaker.record_success(permit)
-            self.calls.append((self.now, "ok", key_of(permit)))
+            if self.store_ok(process):
+                self.calls.append((self.now, "ok", key_of(permit)))
 
     @precondition(lambda self: bool(self.held_probes))
     @rule(ok=st.booleans())
