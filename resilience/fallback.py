@@ -41,6 +41,7 @@ from .guard import guarded
 from .logs import Summary
 from .sharedcache import CacheUnavailable, SharedCache, shared_cache
 from .signals import fallback_served
+from .state import State
 
 logger = logging.getLogger("resilience.fallback")
 
@@ -280,8 +281,11 @@ class CachedFallback:
         until = began + max(0.0, budget)
         since = copy.cached_at if copy is not None else None
         keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
+        breaker = get_breaker(self.breaker_name)
         while (left := until - self.clock.monotonic()) > 0:
             self.clock.sleep(min(POLL, left))
+            if breaker.state is State.OPEN:  # the refresh we wait for will fail: answer now
+                return self._degraded(copy, f"{CIRCUIT_OPEN}: {breaker.name} opened meanwhile")
             try:
                 found = self.shared.run(lambda cache: cache.get_many(keys))
             except CacheUnavailable:
