@@ -564,7 +564,9 @@ class FleetMachine(RuleBasedStateMachine):
         if self.operator is None:
             return
         action, op_rec, _ = self.operator
-        stored = [Record.from_wire(self.fleet.memory.peek(key)) for key in self.fleet.memory.data]
+        stored = [
+            Record.from_wire(self.fleet.memory.peek(key)) for key in list(self.fleet.memory.data)
+        ]
         wire_has_it = any(found.uid == op_rec.uid for found in stored if found is not None)
         known = bool(self.knows_operator & {p.pid for p in self.live}) or wire_has_it
         if not known:
