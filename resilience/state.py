@@ -82,7 +82,7 @@ class Record:
             return 0.0
         return self.open_until - self.opened_at
 
-    def public_state(self, now: float) -> State:
+    def state_at(self, now: float) -> State:
         if self.state is State.CLOSED:
             return State.CLOSED
         if self.forced or self.open_until is None or now < self.open_until:

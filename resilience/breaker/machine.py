@@ -357,7 +357,7 @@ class CircuitBreaker(CallStyles):
     def state(self) -> State:
         """CLOSED, OPEN or HALF_OPEN (forced states report OPEN / CLOSED; see ``forced``)."""
         self._refresh()
-        return self._cell.rec.public_state(self._now())
+        return self._cell.rec.state_at(self._now())
 
     @property
     def public_state(self) -> str:
@@ -383,7 +383,7 @@ class CircuitBreaker(CallStyles):
         cell = self._cell
         rec = cell.rec
         now = self._now()
-        state = rec.public_state(now)
+        state = rec.state_at(now)
         next_probe_at: float | None = None
         if state is State.OPEN and not rec.forced:
             next_probe_at = rec.open_until
@@ -587,14 +587,14 @@ class CircuitBreaker(CallStyles):
         if rec.uid == seen.uid or (rec.initial and seen.state is State.CLOSED and not seen.forced):
             return  # the same decision renumbered, or "closed" again after a lost store
         now = self._now()
-        from_state = seen.public_state(now)
+        from_state = seen.state_at(now)
         if seen.state is State.OPEN and self._half_open_uid == seen.uid:
             from_state = State.HALF_OPEN
         observed = rec is not installed
         reason = rec.reason + (" (seen in the shared store)" if observed else "")
         transition = Transition(
             from_state.value,
-            rec.public_state(now).value,
+            rec.state_at(now).value,
             rec.at or now,
             reason,
             rec.forced,
