@@ -11,8 +11,7 @@ against what really happened (true time, true order of decisions):
 - at most ``MAX_PROBES`` probes per recovery window across the fleet, while
   the store is reachable;
 - no process adopts or publishes a decision older than one it has seen
-  (an operator's forced state outranks automatic decisions that did not
-  know it);
+  (an operator's word outranks automatic decisions that did not know it);
 - all processes agree within one sync interval once the store is reachable;
 - the breaker opens only on ``THRESHOLD`` failures with no success between
   them, up to ``SUCCESS_INTERVAL`` of staleness, and it does open when they
@@ -615,12 +614,10 @@ class FleetMachine(RuleBasedStateMachine):
             if self.operator is not None and key_of(self.operator[1]) == key:
                 self.knows_operator.add(process.pid)
             if previous is not None and previous[0] != key and created < previous[1] - EPS:
-                # The one exception: an operator's forced state outranks what was
-                # decided without knowing it.
+                # The one exception: an operator's word (a forced state, or a reset
+                # over one) outranks what was decided without knowing it.
                 before = previous[2]
-                outranks = rec.forced and (rec.manual_at or -math.inf) > (
-                    before.manual_at or -math.inf
-                )
+                outranks = (rec.manual_at or -math.inf) > (before.manual_at or -math.inf)
                 assert outranks, (
                     f"{process} went back from a decision made at {previous[1]:g} to one made "
                     f"at {created:g}: {before} -> {rec}"
