@@ -54,7 +54,8 @@ class Memory:
     lose_next_write: bool = False
     atomic_incr: bool = True
     batch: dict[str, Any] | None = None  # a snapshot: increments read it (non-atomic incr)
-    burst: bool = False  # hangs are real sleeps (a thread burst is running)
+    burst: bool = False  # hangs are real sleeps of burst_hang seconds (real threads are calling)
+    burst_hang: float = BURST_HANG
     hung: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,7 +104,7 @@ class Client:
             memory.glitch = False
             memory.hung += 1
             if memory.burst:
-                time.sleep(BURST_HANG)
+                time.sleep(memory.burst_hang)
             else:
                 memory.clock.advance(SOCKET_TIMEOUT)
             raise CacheTimeout("Timeout reading from 127.0.0.1:6399")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,10 +14,11 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
 from resilience.breaker import CircuitBreaker, Probe, State
+from resilience.clock import FakeClock
 from resilience.errors import CircuitOpenError
 from resilience.stores import CacheStore
 
-from .conftest import connection_refused
+from .conftest import connection_refused, fail
 
 THREADS = 8
 
@@ -87,7 +89,7 @@ def test_concurrent_half_open_admits_exactly_max_calls(make_breaker, clock, max_
     for _ in range(10):
         breaker = make_breaker(failure_threshold=1, half_open_max_calls=max_calls)
         with pytest.raises(ConnectionRefusedError):
-            breaker.call(lambda: (_ for _ in ()).throw(connection_refused()))
+            breaker.call(fail())
         clock.advance(10)
         granted, refused = concurrent_acquires([breaker] * 16, threading.Barrier(16))
         assert len(granted) == max_calls
@@ -130,7 +132,7 @@ def test_no_lock_is_held_around_the_protected_call(make_breaker):
         assert breaker.call(lambda: "fast") == "fast"
         for _ in range(2):
             with pytest.raises(ConnectionRefusedError):
-                breaker.call(lambda: (_ for _ in ()).throw(connection_refused()))
+                breaker.call(fail())
         assert breaker.state is State.OPEN
         assert not pending.done()
         release.set()
@@ -149,7 +151,7 @@ def test_operators_flipping_state_while_threads_call(make_breaker):
                 if rng.random() < 0.5:
                     breaker.call(int)
                 else:
-                    breaker.call(lambda: (_ for _ in ()).throw(connection_refused()))
+                    breaker.call(fail())
             except (CircuitOpenError, ConnectionRefusedError):
                 pass
             except Exception as exc:  # anything else is a bug
@@ -207,3 +209,41 @@ def test_a_fork_while_another_thread_holds_the_locks_does_not_deadlock_the_child
         pytest.fail("the forked child deadlocked on a lock copied while held")
     assert os.waitstatus_to_exitcode(status) == 0
     assert breaker.state is State.CLOSED  # the parent is untouched
+
+
+def test_threads_never_queue_behind_a_hung_store():
+    """Sixteen threads call at once while the shared cache hangs: each pays one timeout at most.
+
+    The first operations of all threads hang side by side; the first to fail
+    marks the cache down, and every later operation gives up at once (one
+    background retry, never a request, tries it again). Queued on a lock,
+    the sixteenth thread would wait sixteen timeouts.
+    """
+    from .fleet import Client, Memory, SkewedClock
+
+    true = FakeClock()
+    memory = Memory(true, burst=True, burst_hang=0.2)
+    clock = SkewedClock(true, 0.0)
+    store = CacheStore(cache=Client(memory), clock=clock, recover_inline=True)
+    breaker = CircuitBreaker("hung", store=store, clock=clock, failure_threshold=1000)
+    breaker.call(lambda: None)  # warm: it has read the shared state once
+    memory.mode = "hang"
+    true.advance(1.0)  # a refresh is due, and so is a retry of the cache
+    barrier = threading.Barrier(16)
+    spent: list[float] = []
+
+    def caller() -> None:
+        barrier.wait()
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionRefusedError):
+            breaker.call(fail())
+        spent.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert memory.hung >= 1
+    assert max(spent) < 1.5 * memory.burst_hang, sorted(round(s, 3) for s in spent)
+    assert breaker.snapshot().failure_count == 16  # all counted, here, while the cache is away
