@@ -46,6 +46,7 @@ from .breaker import all_breakers
 from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
+from .signals import observer_failed
 
 logger = logging.getLogger("resilience.metrics")
 
@@ -196,7 +197,10 @@ def _timer(alias: str) -> Callable[..., Any]:
             outcome = "ok"
             return result
         finally:
-            QUERY_LATENCY.labels(alias, outcome).observe(time.perf_counter() - started)
+            try:  # a metric that cannot be written must not fail the query it times
+                QUERY_LATENCY.labels(alias, outcome).observe(time.perf_counter() - started)
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                observer_failed(f"{__name__}.QUERY_LATENCY", exc)
 
     execute_wrapper.resilience_timer = True  # type: ignore[attr-defined]
     return execute_wrapper

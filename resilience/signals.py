@@ -39,29 +39,34 @@ QUIET_FOR = 60.0  # seconds between two reports of the same failing receiver
 class Signal(dispatch.Signal):
     """A signal whose receivers observe; they cannot change what they observe."""
 
-    _reported: dict[str, float] = {}
-    _reported_lock = threading.Lock()
-
     def emit(self, sender: Any, **named: Any) -> None:
         """``send_robust``, for callers on the hot path: nothing happens without receivers."""
         if self.receivers:
             self.send_robust(sender, **named)
 
     def _log_robust_failure(self, receiver: Any, err: Exception) -> None:
-        name = getattr(receiver, "__qualname__", None) or repr(receiver)
-        now = time.monotonic()
-        with self._reported_lock:
-            if now - self._reported.get(name, -QUIET_FOR) < QUIET_FOR:
-                return
-            self._reported[name] = now
-        log_failure(
-            logger,
-            "resilience.observer_failed",
-            err,
-            operation=f"signal receiver {name}",
-            level=logging.WARNING,
-            consequence="the observed call is unaffected; this receiver missed the event",
-        )
+        observer_failed(getattr(receiver, "__qualname__", None) or repr(receiver), err)
+
+
+_reported: dict[str, float] = {}
+_reported_lock = threading.Lock()
+
+
+def observer_failed(name: str, err: Exception) -> None:
+    """Say that an observer (a receiver, a metric) failed; once a minute per observer."""
+    now = time.monotonic()
+    with _reported_lock:
+        if now - _reported.get(name, -QUIET_FOR) < QUIET_FOR:
+            return
+        _reported[name] = now
+    log_failure(
+        logger,
+        "resilience.observer_failed",
+        err,
+        operation=name,
+        level=logging.WARNING,
+        consequence="the observed call is unaffected; this observer missed the event",
+    )
 
 
 state_changed = Signal()

@@ -1,0 +1,160 @@
+"""Last good copies when the cache misbehaves, and requests that wait on another's refresh."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from django.core.cache.backends.locmem import LocMemCache
+
+from resilience.clock import FakeClock
+from resilience.fallback import FAILED_PREFIX, LOCK_PREFIX, CachedFallback
+from resilience.sharedcache import SharedCache
+
+_names = itertools.count()
+
+
+class GlitchyCache:
+    """A real cache whose next ``failures`` reads time out, as a paused Redis's would."""
+
+    def __init__(self) -> None:
+        self.cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.cache, name)
+        if name not in ("get", "get_many"):
+            return target
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise TimeoutError("Timeout reading from 127.0.0.1:6379")
+            return target(*args, **kwargs)
+
+        return read
+
+
+def query(cache: Any, loader: Any, clock: FakeClock | None = None, **kwargs: Any) -> CachedFallback:
+    shared = SharedCache("fallback-test", cache=cache, clock=clock or FakeClock(),
+                         recover_inline=True)  # fmt: skip
+    kwargs.setdefault("fresh_for", 0)
+    return CachedFallback("positions", loader, breaker_name="fallback-test",
+                          runner=lambda op, fn: fn(), shared=shared, **kwargs)  # fmt: skip
+
+
+def test_a_failed_read_never_lets_an_empty_answer_replace_the_copy():
+    answers = [[{"sym": "BTC", "qty": 3}], []]
+    cache = GlitchyCache()
+    positions = query(cache, lambda: answers.pop(0))
+    assert positions.get().data == [{"sym": "BTC", "qty": 3}]
+    cache.failures = 1  # the next read of the copy times out; QuestDB answers []
+    assert positions.refresh().data == []
+    assert cache.cache.get("resilience:lastgood:positions")["data"] == [{"sym": "BTC", "qty": 3}]
+
+
+def test_a_failed_read_still_serves_the_copy_when_questdb_is_down_too():
+    answers: list[Any] = [[{"sym": "BTC", "qty": 3}], ConnectionRefusedError(111, "refused")]
+
+    def loader() -> list:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    cache = GlitchyCache()
+    positions = query(cache, loader)
+    positions.get()
+    cache.failures = 10  # reads keep timing out: the cache is down for this process
+    envelope = positions.get()
+    assert (envelope.status, envelope.data) == ("degraded", [{"sym": "BTC", "qty": 3}])
+    assert envelope.reason.startswith("database_unavailable")
+
+
+class HookedClock(FakeClock):
+    """A fake clock that runs a hook whenever someone sleeps on it."""
+
+    __slots__ = ("hook",)
+
+    def sleep(self, seconds: float) -> None:
+        self.hook()
+        super().sleep(seconds)
+
+
+def test_a_request_that_waited_on_a_failed_refresh_says_why_it_failed():
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = HookedClock()
+    clock.hook = lambda: None
+    positions = query(cache, lambda: [{"sym": "BTC"}], clock=clock, fresh_for=2)
+    positions.refresh()
+    clock.advance(5)  # the copy is no longer fresh
+    cache.add(LOCK_PREFIX + "positions", "another-process", 10)
+    reason = "database_unavailable: Failed to get_positions: connection refused"
+
+    def the_other_process_fails() -> None:
+        cache.set(FAILED_PREFIX + "positions", {"reason": reason, "retry_after": None}, 10)
+        cache.delete(LOCK_PREFIX + "positions")
+
+    clock.hook = the_other_process_fails  # it finishes while this request waits
+    envelope = positions.get()
+    assert envelope.status == "degraded"
+    assert envelope.reason == reason  # not "refresh_in_progress"
+
+
+def test_unlock_never_deletes_a_lock_that_may_be_another_processes():
+    """Ours expired and another process took the lock. A read of the lock could still
+    see our token (read just before it expired), so unlocking never trusts a read."""
+
+    class StaleRead(LocMemCache):
+        stale: Any = None
+
+        def get(self, key: str, default: Any = None, version: Any = None) -> Any:
+            if key.endswith(LOCK_PREFIX + "positions") and self.stale is not None:
+                return self.stale
+            return super().get(key, default, version)
+
+    cache = StaleRead(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = FakeClock()
+    positions = query(cache, lambda: [{"sym": "BTC"}], clock=clock)
+    lock = positions._lock()
+    assert lock is not None
+    clock.advance(positions.lock_timeout)  # ours has expired; another process took it since
+    cache.set(LOCK_PREFIX + "positions", "someone-else", 10)
+    cache.stale = lock[0]
+    positions._unlock(lock)
+    cache.stale = None
+    assert cache.get(LOCK_PREFIX + "positions") == "someone-else"
+
+
+@pytest.mark.parametrize("offset", [600.0, -600.0])
+def test_a_copy_from_a_skewed_host_is_never_fresh_when_it_is_not(offset):
+    """Host A's clock is ten minutes off; host B reads A's copy on the shared clock."""
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+
+    class Reference:
+        """The shared cache's clock (Redis TIME): the true one."""
+
+        def __init__(self, cache: Any, true: FakeClock) -> None:
+            self.cache, self.true = cache, true
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.cache, name)
+
+        def reference_time(self) -> float:
+            return self.true.time()
+
+    true = FakeClock()
+    skewed = FakeClock(start=true.time() + offset)
+    host_a = query(Reference(cache, true), lambda: [{"read": "by A"}], clock=skewed, fresh_for=2)
+    host_a.get()
+
+    def questdb_down() -> list:
+        raise ConnectionRefusedError(111, "refused")
+
+    host_b = query(Reference(cache, true), questdb_down, clock=true, fresh_for=2)
+    true.advance(3)
+    skewed.advance(3)
+    envelope = host_b.get()  # A's copy is 3 s old on every clock: not fresh, QuestDB is down
+    assert envelope.status == "degraded"
+    assert abs(envelope.cached_at.timestamp() - (true.time() - 3)) < 0.01  # on the true clock
