@@ -358,16 +358,19 @@ class FleetMachine(RuleBasedStateMachine):
         """Processes fail and succeed in one stretch of time, in an order hypothesis picks."""
         if not self.live:
             return
+        gaps = st.sampled_from([0.01, 0.01, 0.05, 0.15, 0.3])  # within and past the staleness
         steps = data.draw(
             st.lists(
-                st.tuples(st.sampled_from(self.live), st.sampled_from(["ok", "fail", "fail"])),
+                st.tuples(
+                    st.sampled_from(self.live), st.sampled_from(["ok", "fail", "fail"]), gaps
+                ),
                 min_size=2,
                 max_size=8,
             )
         )
-        for process, outcome in steps:
+        for process, outcome, gap in steps:
             self.call(process, outcome)
-            self.fleet.true.advance(0.01)
+            self.fleet.true.advance(gap)
 
     @precondition(lambda self: len(self.live) >= 2 and not self.fleet.memory.atomic_incr)
     @rule(data=st.data())
