@@ -6,27 +6,35 @@ The public API, importable from here::
     from resilience import get_breaker, guarded, CircuitOpenError, OperationFailed
 """
 
-from .breaker import BreakerSnapshot, CircuitBreaker, Outcome, State, Transition
-from .clock import Clock, FakeClock, SystemClock
+from .breaker import BreakerSnapshot, CircuitBreaker, Outcome, Probe, State, Transition
+from .clock import Clock, FakeClock, SystemClock, Timebase
+from .conf import BreakerConfig
 from .deadline import Deadline, current_deadline, current_timeouts, remaining_budget
 from .errors import (
     CircuitOpenError,
     DeadlineExceeded,
     GuardedCallError,
+    Kind,
     OperationFailed,
+    classify,
     describe,
     is_connection_error,
+    is_retryable,
     scrub,
+    was_attempted,
 )
 from .guard import Guard, guarded, guarded_async
 from .registry import all_breakers, get_breaker, reset_registry
 from .retry import RetryPolicy
+from .sharedcache import CacheUnavailable, SharedCache, shared_cache
 from .stores import BreakerStore, CacheStore, LocalStore
 
 __all__ = [
+    "BreakerConfig",
     "BreakerSnapshot",
     "BreakerStore",
     "CacheStore",
+    "CacheUnavailable",
     "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
@@ -35,14 +43,19 @@ __all__ = [
     "FakeClock",
     "Guard",
     "GuardedCallError",
+    "Kind",
     "LocalStore",
     "OperationFailed",
     "Outcome",
+    "Probe",
     "RetryPolicy",
+    "SharedCache",
     "State",
     "SystemClock",
+    "Timebase",
     "Transition",
     "all_breakers",
+    "classify",
     "current_deadline",
     "current_timeouts",
     "describe",
@@ -50,7 +63,10 @@ __all__ = [
     "guarded",
     "guarded_async",
     "is_connection_error",
+    "is_retryable",
     "remaining_budget",
     "reset_registry",
     "scrub",
+    "shared_cache",
+    "was_attempted",
 ]
