@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "SYNC_INTERVAL": 0.5,  # how stale a process's view of the shared state may be
         "SUCCESS_INTERVAL": 0.1,  # how stale a success may be when the fleet counts failures
         "OUTAGE_RETRY_INTERVAL": 1.0,  # seconds between tries of a cache that went away
+        "KEY_PREFIX": "resilience",
+        "RECORD_TTL": 7 * 24 * 3600,  # seconds an old decision (and a run of failures) is kept
     },
     # Time budgets (Polly's layering): each attempt's connect and query
     # timeouts, inside retry, inside one call's deadline, inside the

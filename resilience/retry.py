@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from .breaker import Probe
 from .clock import SYSTEM_CLOCK, Clock
+from .conf import DEFAULTS
 from .deadline import Deadline
 from .errors import DeadlineExceeded, is_retryable
 from .logs import failure_data, log_event
@@ -46,9 +47,9 @@ MIN_ATTEMPT_BUDGET = 0.01
 class RetryPolicy:
     """How many attempts, how long between them, and which errors deserve another try."""
 
-    attempts: int = 3
-    waits: tuple[float, ...] = (0.1, 0.5, 1.0)
-    jitter: float = 0.0  # up to this many seconds added at random to each wait
+    attempts: int = DEFAULTS["RETRY_ATTEMPTS"]
+    waits: tuple[float, ...] = DEFAULTS["RETRY_WAITS"]
+    jitter: float = DEFAULTS["RETRY_JITTER"]  # up to this many seconds added to each wait
     retry_on: Callable[[BaseException], bool] = is_retryable
 
     @classmethod

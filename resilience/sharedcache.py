@@ -110,7 +110,7 @@ class SharedCache:
                 timebase.measure()
         return timebase.now()
 
-    # --- outage and return -------------------------------------------------------------
+    # Outage and return.
 
     def _went_down(self, exc: BaseException) -> None:
         now = self.clock.monotonic()

@@ -520,7 +520,7 @@ class CircuitBreaker(CallStyles):
         if reason is not None:
             self._open(rec, reason, exc, trips=1)
 
-    def _settle(self, probe: Probe) -> Record | None:
+    def _settle_probe(self, probe: Probe) -> Record | None:
         """The record a probe's outcome decides about: None if settled or out of date."""
         if probe.settled:
             return None
@@ -529,12 +529,12 @@ class CircuitBreaker(CallStyles):
         return current if current.uid == probe.rec.uid else None
 
     def _probe_failed(self, probe: Probe, exc: BaseException) -> None:
-        current = self._settle(probe)
+        current = self._settle_probe(probe)
         if current is not None:
             self._open(current, "probe failed", exc, trips=current.trips + 1)
 
     def _probe_succeeded(self, probe: Probe) -> None:
-        current = self._settle(probe)
+        current = self._settle_probe(probe)
         if current is None:
             return
         closed = current.successor(

@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..conf import DEFAULTS
 from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
 from ..state import Record, initial_record, new_uid
 from .base import BreakerStore, Cell, ProbeSlots, live_stores
@@ -53,6 +54,7 @@ from .counting import Counter, counter_for
 
 T = TypeVar("T")
 
+_OPTIONS = DEFAULTS["STORE_OPTIONS"]
 SCAN = 8  # records read per round trip when walking
 BACKTRACK = 64  # epochs below a pointer whose record was lost that are searched
 RECONCILE_ROUNDS = 3  # lost races settled in one refresh before trying again later
@@ -67,12 +69,12 @@ class CacheStore(BreakerStore):
     def __init__(
         self,
         *,
-        cache_alias: str = "default",
-        sync_interval: float = 0.5,
-        success_interval: float = 0.1,
-        outage_retry_interval: float = 1.0,
-        key_prefix: str = "resilience",
-        record_ttl: float = 7 * 24 * 3600,
+        cache_alias: str = _OPTIONS["CACHE_ALIAS"],
+        sync_interval: float = _OPTIONS["SYNC_INTERVAL"],
+        success_interval: float = _OPTIONS["SUCCESS_INTERVAL"],
+        outage_retry_interval: float = _OPTIONS["OUTAGE_RETRY_INTERVAL"],
+        key_prefix: str = _OPTIONS["KEY_PREFIX"],
+        record_ttl: float = _OPTIONS["RECORD_TTL"],
         clock: Clock | None = None,
         cache: Any = None,
         shared: SharedCache | None = None,
