@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 
 from resilience.breaker import CircuitBreaker
 from resilience.clock import FakeClock
@@ -15,7 +17,7 @@ from resilience.conf import get_config
 from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
-from resilience.stores import LocalStore
+from resilience.stores import BreakerStore, CacheStore, LocalStore
 
 
 @pytest.fixture(autouse=True)
@@ -36,15 +38,33 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def store_of(kind: str, clock: FakeClock) -> BreakerStore:
+    """A store of each kind the app has: every state test runs on both (axes runs its handler
+    tests on every handler; pybreaker its tests through a storage mixin)."""
+    if kind == "local":
+        return LocalStore(clock=clock)
+    cache = LocMemCache(f"resilience-state-{next(_caches)}", {"TIMEOUT": None})
+    return CacheStore(cache=cache, clock=clock, sync_interval=0, success_interval=0,
+                      recover_inline=True)  # fmt: skip
+
+
+_caches = itertools.count()
+
+
+@pytest.fixture(params=["local", "cache"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def make_breaker(clock: FakeClock) -> Callable[..., CircuitBreaker]:
+def make_breaker(clock: FakeClock, store_kind: str) -> Callable[..., CircuitBreaker]:
     """A breaker on the fake clock with small numbers: threshold 3, recovery 10 s."""
 
     def make(name: str = "db", **kwargs: Any) -> CircuitBreaker:
         kwargs.setdefault("failure_threshold", 3)
         kwargs.setdefault("recovery_timeout", 10.0)
         kwargs.setdefault("clock", clock)
-        kwargs.setdefault("store", LocalStore(clock=clock))
+        kwargs.setdefault("store", store_of(store_kind, clock))
         return CircuitBreaker(name, **kwargs)
 
     return make

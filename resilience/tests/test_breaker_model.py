@@ -12,7 +12,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from resilience.breaker import CircuitBreaker, Probe, State
 from resilience.clock import FakeClock
 from resilience.errors import CircuitOpenError
-from resilience.stores import LocalStore
+
+from .conftest import store_of
 
 THRESHOLD = 3
 RECOVERY = 10.0
@@ -54,7 +55,7 @@ class Model:
 
     def open(self, now: float, trips: int) -> None:
         self.mode = "open"
-        self.opened_at = max(now, self.opened_at or 0.0)
+        self.opened_at = now  # measured from this open, never from an earlier one
         self.trips = trips
         self.open_until = self.opened_at + self.duration()
         self.failures = 0
@@ -68,6 +69,8 @@ class Model:
 
 
 class BreakerMachine(RuleBasedStateMachine):
+    store_kind = "local"
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
@@ -78,7 +81,7 @@ class BreakerMachine(RuleBasedStateMachine):
             backoff_multiplier=2,
             max_recovery_timeout=MAX_RECOVERY,
             clock=self.clock,
-            store=LocalStore(clock=self.clock),
+            store=store_of(self.store_kind, self.clock),
             ignore=KeyError,
         )
         self.model = Model()
@@ -199,10 +202,19 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker.public_state in {s.value for s in State}
 
 
-TestBreakerAgainstModel = BreakerMachine.TestCase
-TestBreakerAgainstModel.settings = settings(
+class CacheStoreMachine(BreakerMachine):
+    """The same model on the shared store, refreshed on every call (sync interval 0)."""
+
+    store_kind = "cache"
+
+
+MODEL_SETTINGS = settings(
     max_examples=200,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+TestBreakerAgainstModel = BreakerMachine.TestCase
+TestBreakerAgainstModel.settings = MODEL_SETTINGS
+TestBreakerOnCacheStoreAgainstModel = CacheStoreMachine.TestCase
+TestBreakerOnCacheStoreAgainstModel.settings = MODEL_SETTINGS

@@ -58,7 +58,8 @@ def process(shared, clock):
 
     def make(*, name: str = "questdb", clock: FakeClock = clock, **kwargs: Any) -> CircuitBreaker:
         handle = FlakyCache(shared)
-        store = CacheStore(cache=handle, clock=clock, sync_interval=0.5, outage_retry_interval=1.0)
+        store = CacheStore(cache=handle, clock=clock, sync_interval=0.5, outage_retry_interval=1.0,
+                           recover_inline=True)  # fmt: skip
         kwargs.setdefault("failure_threshold", 3)
         kwargs.setdefault("recovery_timeout", 10.0)
         return CircuitBreaker(name, store=store, clock=clock, **kwargs)
