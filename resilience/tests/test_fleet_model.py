@@ -144,6 +144,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.calls: list[tuple[float, str, Any]] = []
         self.probes: dict[tuple[Any, int], int] = {}  # probes counted, by open decision and window
         self.operator: tuple[str, Record, float] | None = None
+        self.operator_stored = False
         self.knows_operator: set[int] = set()
         self.result = "rows"  # what QuestDB answers the fallback's next load
         self.rows = itertools.count(1)
@@ -425,6 +426,8 @@ class FleetMachine(RuleBasedStateMachine):
         self.timed(process, lambda: getattr(process.breaker, action)())
         self.operator = (action, self.record(process), self.now)
         self.knows_operator = {process.pid}
+        # Published, the store must keep it (its newest decision never expires) until a flush.
+        self.operator_stored = self.fleet.memory.healthy and self.store_ok(process)
 
     # time and faults
 
@@ -442,6 +445,7 @@ class FleetMachine(RuleBasedStateMachine):
         memory = self.fleet.memory
         if kind == "flush":  # FLUSHALL, or redis-server restarted without persistence
             memory.flush()
+            self.operator_stored = False
         elif kind in ("hang", "raise"):
             memory.mode = kind
         elif kind == "heal":
@@ -528,7 +532,11 @@ class FleetMachine(RuleBasedStateMachine):
             Record.from_wire(self.fleet.memory.peek(key)) for key in list(self.fleet.memory.data)
         ]
         wire_has_it = any(found.uid == op_rec.uid for found in stored if found is not None)
-        known = bool(self.knows_operator & {p.pid for p in self.live}) or wire_has_it
+        known = (
+            bool(self.knows_operator & {p.pid for p in self.live})
+            or wire_has_it
+            or self.operator_stored
+        )
         if not known:
             return  # everyone who knew it is gone and the store was flushed
         if action == "force_open":
