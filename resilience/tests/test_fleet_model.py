@@ -601,3 +601,21 @@ TestFleet.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+def test_a_forced_state_outlives_the_week_and_every_process_that_knew_it():
+    """The scenario random search rarely reaches: force open, everyone who knew dies, a week
+    passes (older decisions expire), a process starts: it must find the breaker forced open."""
+    machine = FleetMachine()
+    try:
+        machine.choose_cache(atomic=True)
+        operator = machine.start(0.0)
+        machine.operator_acts(operator, "force_open")
+        machine.kill(operator)
+        machine.advance(8 * DAY)
+        newcomer = machine.start(0.0)
+        machine.one_call(newcomer, "ok")  # refused: forced open
+        machine.heal_and_settle()  # checks every process holds the forced state
+        assert machine.record(newcomer).forced
+    finally:
+        machine.teardown()
