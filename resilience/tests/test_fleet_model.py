@@ -423,11 +423,12 @@ class FleetMachine(RuleBasedStateMachine):
     def operator_acts(self, process: Process, action: str) -> None:
         if not process.alive:
             return
+        healthy = self.fleet.memory.healthy  # before: the action may take the fault (a lost write)
         self.timed(process, lambda: getattr(process.breaker, action)())
         self.operator = (action, self.record(process), self.now)
         self.knows_operator = {process.pid}
         # Published, the store must keep it (its newest decision never expires) until a flush.
-        self.operator_stored = self.fleet.memory.healthy and self.store_ok(process)
+        self.operator_stored = healthy and self.store_ok(process)
 
     # time and faults
 
