@@ -263,8 +263,10 @@ class Worker:
             fresh_for=fresh_for,
         )
         fallback.call_deadline = wait
+        started = time.monotonic()
         envelope = fallback.get()
         return {
+            "took": time.monotonic() - started,
             "status": envelope.status,
             "data": envelope.data,
             "cached_at": envelope.cached_at.timestamp() if envelope.cached_at else None,

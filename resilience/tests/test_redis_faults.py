@@ -20,8 +20,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from django.core.cache.backends.redis import RedisCache
 
 from conftest import RedisServer, free_port
+from resilience.fallback import LOCK_PREFIX
 
 from .redis_worker import WorkerProcess, start_workers
 
@@ -286,6 +288,33 @@ def test_a_paused_redis_costs_each_call_one_socket_timeout_at_most(workers, own_
     )
     slowest = sorted(every, key=lambda c: -c[2])[:5]
     assert took[-1] <= BOUND, f"calls over {BOUND} s: {slowest}"
+
+
+def test_a_request_waiting_on_another_refresh_when_redis_hangs_reads_fresh_itself(
+    workers, own_redis, tag
+):
+    """A request that found another process refreshing its section, and waits for that
+    copy, when Redis hangs: after its one socket timeout it carries on as every other
+    request does with the cache away, and asks the (healthy) dependency itself.
+
+    Found end to end (tests/test_redis_fleet.py): requests in flight when redis-server
+    was paused answered "degraded", with the reason "refresh_in_progress: another
+    request has been loading it for 2.2 s", after 1.3 s, while QuestDB was healthy.
+    """
+    worker = workers[4]  # not one of the paused-store test's processes
+    query = f"waiting-{tag}"
+    old, new = [{"sym": "BTC", "qty": 3}], [{"sym": "BTC", "qty": 4}]
+    assert worker.ask("fetch", query=query, fresh_for=0, data=old)["status"] == "ok"
+    other = RedisCache(own_redis.url, {})
+    assert other.add(LOCK_PREFIX + query, "another process, refreshing", 30)
+    worker.send("fetch", query=query, fresh_for=0, data=new, wait=2.0)
+    time.sleep(0.3)  # it is waiting for the other's copy...
+    with own_redis.paused():  # ...when Redis hangs
+        answer = worker.read(timeout=10)
+    print(f"\nwaiting when Redis hung: {answer['status']} after {answer['took']:.2f} s:"
+          f" {answer['reason']}")  # fmt: skip
+    assert answer["took"] <= 0.3 + BOUND
+    assert (answer["status"], answer["data"]) == ("ok", new), answer
 
 
 def test_hosts_ten_minutes_apart_agree_on_opens_and_on_fresh(workers, own_redis, tmp_path, tag):
