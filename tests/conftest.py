@@ -12,6 +12,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -107,12 +108,14 @@ def two_hosts(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[tu
     faketime = shutil.which("faketime")
     assert faketime, "faketime not found: apt-get install faketime (scripts/test.sh does)"
     url = fleet_redis_url(redis_server, 6)
-    env = {"RESILIENCE_RECOVERY_TIMEOUT": "3", "DASHBOARD_FRESH_FOR": "2"}
+    env = {"RESILIENCE_RECOVERY_TIMEOUT": "2", "DASHBOARD_FRESH_FOR": "1"}
     hosts = [
         Fleet(workdir=tmp_path_factory.mktemp(name), questdb_port=fleet_proxy.port,
               redis_url=url, workers=2, extra_env=env, prefix=prefix)
         for name, prefix in (("true-host", []), ("fast-host", [faketime, "-f", f"+{SKEW}s"]))
     ]  # fmt: skip
+    with ThreadPoolExecutor(len(hosts)) as pool:  # two logins and two boots at once
+        list(pool.map(Fleet.prepare, hosts))
     with running(hosts[0]) as true, running(hosts[1]) as fast:
         yield true, fast
 

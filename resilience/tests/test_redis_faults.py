@@ -240,7 +240,7 @@ def test_a_paused_redis_costs_each_call_one_socket_timeout_at_most(workers, own_
         (fleet[3], 4, "ok"),
     ]
     unavailable = [worker.ask("events").get("resilience.cache_unavailable", 0) for worker in fleet]
-    pause, after = 2.5, 2.0
+    pause, after = 2.5, 3.0
 
     with own_redis.paused() as paused_at:
         for worker, threads, outcome in crowd:
