@@ -16,7 +16,7 @@ import shutil
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -66,26 +66,32 @@ def agreed(snapshots: list[dict]) -> bool:
     return len({s["uid"] for s in snapshots}) == 1 and all(s["store_healthy"] for s in snapshots)
 
 
-def agree(workers: list[WorkerProcess], name: str, timeout: float = 5.0) -> tuple[float, list]:
+def agree(workers: list[WorkerProcess], name: str, timeout: float = 5.0) -> list[dict]:
     """Poll (each poll is a look at the breaker, as traffic would make) until every worker
-    holds the same decision with its store reachable; the seconds it took, the snapshots."""
+    holds the same decision with its store reachable; their snapshots."""
     began = time.monotonic()
     while True:
         snapshots = [worker.ask("snapshot", name=name) for worker in workers]
         if agreed(snapshots):
-            return time.monotonic() - began, snapshots
+            return snapshots
         views = [(s["state"], s["epoch"], s["uid"], s["store_healthy"]) for s in snapshots]
         assert time.monotonic() - began < timeout, f"{name}: no agreement in {timeout} s: {views}"
         time.sleep(0.05)
 
 
-def lose_the_store(server: RedisServer, fault: str) -> None:
-    """Every record gone: FLUSHALL, or a restart on the same port without persistence."""
+def lose_the_store(
+    server: RedisServer, fault: str, while_down: Callable[[], object] = lambda: None
+) -> None:
+    """Every record gone: FLUSHALL, or a restart on the same port without persistence
+    (``while_down`` runs while the server is stopped)."""
     if fault == "flushall":
         redis.Redis.from_url(server.url).flushall()
     else:
         server.stop()
-        server.start()
+        try:
+            while_down()
+        finally:
+            server.start()
     assert not redis.Redis.from_url(server.url).keys("*"), "the store should be empty"
 
 
@@ -109,22 +115,20 @@ def test_a_lost_store_keeps_every_decision_the_fleet_holds(workers, own_redis, f
         assert fleet[0].ask("call", name=auto, outcome="fail")["result"] == "failed"
     fleet[1].ask("force", name=forced_open, action="open")
     fleet[2].ask("force", name=disabled, action="closed")
-    before = {name: agree(fleet, name)[1][0] for name in names}
+    before = {name: agree(fleet, name)[0] for name in names}
     assert (before[auto]["state"], before[auto]["forced"]) == ("open", False)
     assert (before[forced_open]["state"], before[forced_open]["forced"]) == ("open", True)
     assert (before[disabled]["state"], before[disabled]["forced"]) == ("closed", True)
 
     latencies: list[float] = []
-    if fault == "restart":
-        own_redis.stop()  # down for a moment: every call goes on with the process's own view
-        try:
-            for worker in fleet:
-                answer = worker.ask("call", name=auto)
-                assert answer["result"] == "rejected:open", answer
-                latencies.append(answer["took"])
-        finally:
-            own_redis.start()
-    lose_the_store(own_redis, fault)
+
+    def call_while_down() -> None:  # every call goes on with the process's own view
+        for worker in fleet:
+            answer = worker.ask("call", name=auto)
+            assert answer["result"] == "rejected:open", answer
+            latencies.append(answer["took"])
+
+    lose_the_store(own_redis, fault, call_while_down)
     lost_at = time.monotonic()
 
     # Right after the loss a new process sees an empty store. It makes the breakers,
@@ -187,7 +191,7 @@ def test_after_a_lost_store_an_idle_process_never_undoes_a_newer_open(
         assert fleet[0].ask("call", name=name, outcome="fail")["state"] == "open"
         time.sleep(0.4)
         assert fleet[0].ask("call", name=name)["result"] == "ok"
-    _, snapshots = agree(fleet, name)
+    snapshots = agree(fleet, name)
     assert (snapshots[0]["state"], snapshots[0]["epoch"]) == ("closed", 4)
     time.sleep(SYNC_INTERVAL)  # every old view is due for a refresh: the worst case
 
@@ -213,7 +217,7 @@ def test_after_a_lost_store_an_idle_process_never_undoes_a_newer_open(
             else:  # a view not yet refreshed may let a call through, never after the open
                 assert worker.pid not in refused_since, (worker.pid, answer)
     assert len(refused_since) == len(fleet), "every old process should have adopted the open"
-    _, settled = agree([*fleet, newcomer], name)
+    settled = agree([*fleet, newcomer], name)
     assert decision(settled[0]) == decision(opened)
     lag = max(refused_since.values()) - lost_at
     print(
@@ -251,11 +255,24 @@ def test_a_paused_redis_costs_each_call_one_socket_timeout_at_most(workers, own_
 
     every = [call for calls in storms for call in calls]
     took = sorted(call[2] for call in every)
-    p99 = took[int(0.99 * (len(took) - 1))]
-    waited = [call for call in every if call[2] > SLACK]
+    learnt = []  # when each serving process first refused, after SIGCONT
+    for (_, _, outcome), calls in zip(crowd, storms, strict=True):
+        refused = [c[1] for c in calls if c[3] == "rejected:open" and c[1] >= resumed_at]
+        if outcome == "ok" and refused:
+            learnt.append(min(refused) - resumed_at)
+    print(
+        f"\nSIGSTOP {pause:.1f} s, {len(every)} calls by 28 threads in 4 processes:"
+        f" p50 {took[len(took) // 2] * 1000:.1f} ms, p99 {took[int(0.99 * len(took))] * 1000:.0f}"
+        f" ms, max {took[-1] * 1000:.0f} ms; {sum(t > SLACK for t in took)} calls waited on the"
+        f" hang; the serving processes refused {', '.join(f'{s:.2f}' for s in learnt)} s"
+        " after SIGCONT"
+    )
+    slowest = sorted(every, key=lambda c: -c[2])[:5]
+    assert took[-1] <= BOUND, f"calls over {BOUND} s: {slowest}"
     assert len(every) > 500, "the crowd should really have been calling"
+
     for (worker, threads, outcome), calls in zip(crowd, storms, strict=True):
-        during = [c for c in calls if paused_at <= c[1] < resumed_at]
+        during = [c for c in calls if paused_at <= c[1] and c[1] + c[2] < resumed_at]
         assert len({c[0] for c in during}) == threads, "every thread called during the pause"
         if outcome == "fail":
             # Opened on its own failures, on local state; from its first refusal on,
@@ -269,25 +286,11 @@ def test_a_paused_redis_costs_each_call_one_socket_timeout_at_most(workers, own_
             # Nothing failed here: it keeps serving while the store hangs, and stops only
             # when it learns, after SIGCONT, of the open decided elsewhere.
             assert {c[3] for c in during} == {"ok"}, {c[3] for c in during}
-    learnt = []
-    for (worker, _, outcome), calls in zip(crowd, storms, strict=True):
-        if outcome == "ok":
-            refused = [c[1] for c in calls if c[3] == "rejected:open" and c[1] >= resumed_at]
-            assert refused, f"process {worker.pid} never learnt of the open after SIGCONT"
-            learnt.append(min(refused) - resumed_at)
-    converged, snapshots = agree(fleet, name)
+    assert len(learnt) == 2, "every serving process should learn of the open after SIGCONT"
+    snapshots = agree(fleet, name)
     assert {s["state"] for s in snapshots} == {"open"}
-    assert converged < 3.0
     for worker, before in zip(fleet, unavailable, strict=True):  # one outage, said once
         assert worker.ask("events")["resilience.cache_unavailable"] == before + 1
-    print(
-        f"\nSIGSTOP {pause:.1f} s, {len(every)} calls by 28 threads in 4 processes:"
-        f" p50 {took[len(took) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.0f} ms,"
-        f" max {took[-1] * 1000:.0f} ms; {len(waited)} calls waited on the hang;"
-        f" the serving processes refused {', '.join(f'{s:.2f}' for s in learnt)} s after SIGCONT"
-    )
-    slowest = sorted(every, key=lambda c: -c[2])[:5]
-    assert took[-1] <= BOUND, f"calls over {BOUND} s: {slowest}"
 
 
 def test_a_request_waiting_on_another_refresh_when_redis_hangs_reads_fresh_itself(
