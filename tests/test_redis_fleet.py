@@ -57,6 +57,11 @@ def cached_at(answer: Answer) -> float:
     return datetime.datetime.fromisoformat(answer.json()["cached_at"]).timestamp()
 
 
+def open_everywhere(load: StaffLoad, since: float, workers: int) -> bool:
+    """Every worker has answered with the breaker open since ``since``."""
+    return first_open_in_every_worker(load.answers, since, workers) is not None
+
+
 def test_a_paused_redis_costs_no_request_more_than_3s_and_fresh_data_keeps_coming(
     fleet, redis_server
 ):
@@ -80,7 +85,7 @@ def test_a_paused_redis_costs_no_request_more_than_3s_and_fresh_data_keeps_comin
         forced = time.monotonic()
         try:
             load.wait_for(
-                lambda: first_open_in_every_worker(load.answers, forced, workers) is not None,
+                lambda: open_everywhere(load, forced, workers),
                 10,
                 "every worker sees the force-open made through Redis",
             )
@@ -158,10 +163,6 @@ def shared_decision(host: Fleet) -> Record:
     record = Record.from_wire(cache.get(f"resilience:questdb:rec:{epoch}"))
     assert record is not None, "no decision in Redis"
     return record
-
-
-def open_everywhere(load: StaffLoad, since: float, workers: int) -> bool:
-    return first_open_in_every_worker(load.answers, since, workers) is not None
 
 
 def ok(answer: Answer) -> bool:
@@ -254,6 +255,10 @@ def test_hosts_ten_minutes_apart_serve_only_fresh_copies_and_keep_opens_on_the_t
     finally:
         fleet_proxy.set_enabled(True)
 
+    loads = (reading, watching_fast, tripping, watching_true)
+    every = [a for load in loads for a in load.answers]
+    late = [a for a in every if a.status != 200 or a.elapsed > BOUND]
+    assert not late, f"{len(late)} of {len(every)} late or failed: {list(slowest_of(late))}"
     served = [wall(a.ended) - cached_at(a) for a in reading.answers if ok(a)]
     after = [a for a in reading.answers if wall(a.started) > stale_from + 0.3]
     seen_true = check_open(opened_by_true, began_true, watching_fast.answers)
