@@ -65,18 +65,21 @@ def fleet_redis_url(redis_server, db: int) -> str:
 
 
 @contextlib.contextmanager
-def running(server: Fleet) -> Iterator[Fleet]:
-    """The fleet started, and stopped after; its log is JSON lines and never holds the
-    QuestDB password."""
-    server.start()
+def running(*servers: Fleet) -> Iterator[None]:
+    """The fleets started (at once: logins and boots side by side), and stopped after;
+    each log is JSON lines and never holds the QuestDB password."""
     try:
-        yield server
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(Fleet.start, servers))
+        yield
     finally:
-        server.stop()
-    log = server.log.read_text()
-    assert settings.QUESTDB_PASSWORD not in log
-    for line in log.splitlines():  # gunicorn's own lines included
-        assert isinstance(json.loads(line), dict), line
+        for server in servers:
+            server.stop()
+    for server in servers:
+        log = server.log.read_text()
+        assert settings.QUESTDB_PASSWORD not in log
+        for line in log.splitlines():  # gunicorn's own lines included
+            assert isinstance(json.loads(line), dict), line
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +106,8 @@ SKEW = 600  # seconds: how far ahead the fast host's clock runs
 def two_hosts(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[tuple[Fleet, Fleet]]:
     """Two hosts sharing one Redis and QuestDB (through ``fleet_proxy``): gunicorn on the
     true clock, and gunicorn under Debian's faketime, ``SKEW`` seconds ahead. Two
-    workers each; a copy is served without asking QuestDB while younger than 2 s,
-    and an open lasts 3 s."""
+    workers each; a copy is served without asking QuestDB while younger than 1 s,
+    and an open lasts 2 s (tests/test_redis_fleet.py's FRESH_FOR and RECOVERY)."""
     faketime = shutil.which("faketime")
     assert faketime, "faketime not found: apt-get install faketime (scripts/test.sh does)"
     url = fleet_redis_url(redis_server, 6)
@@ -114,10 +117,8 @@ def two_hosts(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[tu
               redis_url=url, workers=2, extra_env=env, prefix=prefix)
         for name, prefix in (("true-host", []), ("fast-host", [faketime, "-f", f"+{SKEW}s"]))
     ]  # fmt: skip
-    with ThreadPoolExecutor(len(hosts)) as pool:  # two logins and two boots at once
-        list(pool.map(Fleet.prepare, hosts))
-    with running(hosts[0]) as true, running(hosts[1]) as fast:
-        yield true, fast
+    with running(*hosts):
+        yield hosts[0], hosts[1]
 
 
 @pytest.fixture

@@ -101,7 +101,8 @@ def test_a_paused_redis_costs_no_request_more_than_3s_and_fresh_data_keeps_comin
     print(
         f"\nSIGSTOP {PAUSE:.0f} s: {len(during)} requests in flight during it"
         f" ({len(api)} API, {sum(a.status == 200 for a in api)} answered 200);"
-        f" slowest of all {len(answers)}: {slowest.elapsed:.2f} s {slowest.path};"
+        f" slowest of all {len(answers)}: {slowest.elapsed:.2f} s {slowest.path}"
+        f" from {slowest.started - began:+.1f} s;"
         f" API p50 {sorted(a.elapsed for a in api)[len(api) // 2]:.2f} s;"
         f" a force-open through Redis reached every worker in {seen:.2f} s;"
         f" {len(stale)} API answers not fresh during it"

@@ -33,6 +33,8 @@ from typing import Any
 import django
 from django.conf import settings
 
+OUTAGE_RETRY_INTERVAL = 0.5  # seconds between tries of a Redis that went away
+
 
 class Counting(logging.Handler):
     """Counts the JSON events this process logged, by event type."""
@@ -59,7 +61,7 @@ def configure() -> Counting:
         },
         RESILIENCE={
             "STORE": "resilience.stores.CacheStore",
-            "STORE_OPTIONS": {"SYNC_INTERVAL": 0.5, "OUTAGE_RETRY_INTERVAL": 0.5},
+            "STORE_OPTIONS": {"SYNC_INTERVAL": 0.5, "OUTAGE_RETRY_INTERVAL": OUTAGE_RETRY_INTERVAL},
         },
         USE_TZ=True,
     )
@@ -138,6 +140,7 @@ class Worker:
             "open_until": rec.open_until,
             "store_now": self.store.now(),
             "mono": time.monotonic(),
+            "outage_retry_interval": self.store.shared_cache.retry_interval,
         }
 
     def force(self, name: str, action: str) -> dict:

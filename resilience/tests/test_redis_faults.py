@@ -25,7 +25,7 @@ from django.core.cache.backends.redis import RedisCache
 from conftest import RedisServer, free_port
 from resilience.fallback import LOCK_PREFIX
 
-from .redis_worker import WorkerProcess, start_workers
+from .redis_worker import OUTAGE_RETRY_INTERVAL, WorkerProcess, start_workers
 
 SOCKET_TIMEOUT = 0.5  # the workers' REDIS_SOCKET_TIMEOUT (their default)
 # What a busy 2-core host may add to a call besides the one wait it is allowed;
@@ -291,6 +291,15 @@ def test_a_paused_redis_costs_each_call_one_socket_timeout_at_most(workers, own_
     assert {s["state"] for s in snapshots} == {"open"}
     for worker, before in zip(fleet, unavailable, strict=True):  # one outage, said once
         assert worker.ask("events")["resilience.cache_unavailable"] == before + 1
+
+
+def test_a_store_that_went_away_is_tried_again_at_the_configured_interval(workers, tag):
+    """``STORE_OPTIONS["OUTAGE_RETRY_INTERVAL"]`` sets how soon a process tries a Redis
+    that went away again (and so how soon the fleet settles after SIGCONT): the
+    process's cache gate, which the store shares with the last good copies, must
+    take it rather than its own default of 1 s."""
+    snapshot = workers[0].ask("snapshot", name=_make(workers[0], f"retry-{tag}", 60))
+    assert snapshot["outage_retry_interval"] == OUTAGE_RETRY_INTERVAL, snapshot
 
 
 def test_a_request_waiting_on_another_refresh_when_redis_hangs_reads_fresh_itself(
