@@ -7,7 +7,10 @@ that needs a service fails when the service cannot start.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -55,9 +58,34 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)  # a paused server cannot exit
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"redis-server on port {self.port} is not running")
+        return self.process.pid
+
+    def pause(self) -> None:
+        """SIGSTOP this very redis-server (its pid, nothing else): it accepts connections
+        (the kernel does) but answers nothing, as a hung server does."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.pid, signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[float]:
+        """Paused for the block (resumed whatever happens in it); yields when it began."""
+        self.pause()
+        try:
+            yield time.monotonic()
+        finally:
+            self.resume()
 
     def ping(self) -> bool:
         try:

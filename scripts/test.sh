@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from nothing: Python packages, Debian's redis-server
-# and Toxiproxy are installed here; QuestDB (fetched from Maven Central), Redis,
-# Toxiproxy, Celery and gunicorn are started and stopped by the tests' fixtures.
+# and faketime, and Toxiproxy are installed here; QuestDB (fetched from Maven
+# Central), Redis, Toxiproxy, Celery and gunicorn are started and stopped by the
+# tests' fixtures.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+apt_install() {
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q "$@"
+}
 
 ensure_redis() {
     command -v redis-server >/dev/null && return
     log "Installing redis-server (Debian)"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q redis-server
+    apt_install redis-server
     # The tests start their own redis-server; the packaged service is not needed.
     $SUDO service redis-server stop >/dev/null 2>&1 || true
+}
+
+# A host whose clock is ten minutes off, for the shared breaker's tests (issue 9).
+ensure_faketime() {
+    command -v faketime >/dev/null && return
+    log "Installing faketime (Debian)"
+    apt_install faketime
 }
 
 ensure_toxiproxy() {
@@ -24,6 +37,7 @@ ensure_toxiproxy() {
 
 ensure_venv
 ensure_redis
+ensure_faketime
 ensure_toxiproxy
 log "Linting"
 "$VENV/bin/ruff" check .

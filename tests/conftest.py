@@ -7,9 +7,12 @@ pointed at, so a test can blackhole QuestDB without touching the server.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -54,29 +57,68 @@ def fleet_proxy(toxiproxy: Toxiproxy, questdb_server) -> Iterator[Proxy]:
     proxy.delete()
 
 
+def fleet_redis_url(redis_server, db: int) -> str:
+    """Database ``db`` of the session's redis-server, emptied for a new fleet."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@contextlib.contextmanager
+def running(*servers: Fleet) -> Iterator[None]:
+    """The fleets started (at once: logins and boots side by side), and stopped after;
+    each log is JSON lines and never holds the QuestDB password."""
+    try:
+        with ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(Fleet.start, servers))
+        yield
+    finally:
+        for server in servers:
+            server.stop()
+    for server in servers:
+        log = server.log.read_text()
+        assert settings.QUESTDB_PASSWORD not in log
+        for line in log.splitlines():  # gunicorn's own lines included
+            assert isinstance(json.loads(line), dict), line
+
+
 @pytest.fixture(scope="module")
 def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
     """The site on gunicorn with 4 workers, QuestDB through ``fleet_proxy``, Redis shared.
 
     Product settings (tests/fleet_settings.py), except a one-second recovery
-    timeout so that a test sees the breaker heal. Its log is JSON lines and
-    never holds the QuestDB password.
+    timeout so that a test sees the breaker heal.
     """
-    url = redis_server.url.rsplit("/", 1)[0] + "/5"
-    redis.Redis.from_url(url).flushdb()
     server = Fleet(
         workdir=tmp_path_factory.mktemp("fleet"),
         questdb_port=fleet_proxy.port,
-        redis_url=url,
+        redis_url=fleet_redis_url(redis_server, 5),
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "1"},
     )
-    server.start()
-    yield server
-    server.stop()
-    log = server.log.read_text()
-    assert settings.QUESTDB_PASSWORD not in log
-    for line in log.splitlines():  # gunicorn's own lines included
-        assert isinstance(json.loads(line), dict), line
+    with running(server):
+        yield server
+
+
+SKEW = 600  # seconds: how far ahead the fast host's clock runs
+
+
+@pytest.fixture(scope="module")
+def two_hosts(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[tuple[Fleet, Fleet]]:
+    """Two hosts sharing one Redis and QuestDB (through ``fleet_proxy``): gunicorn on the
+    true clock, and gunicorn under Debian's faketime, ``SKEW`` seconds ahead. Two
+    workers each; a copy is served without asking QuestDB while younger than 1 s,
+    and an open lasts 2 s (tests/test_redis_fleet.py's FRESH_FOR and RECOVERY)."""
+    faketime = shutil.which("faketime")
+    assert faketime, "faketime not found: apt-get install faketime (scripts/test.sh does)"
+    url = fleet_redis_url(redis_server, 6)
+    env = {"RESILIENCE_RECOVERY_TIMEOUT": "2", "DASHBOARD_FRESH_FOR": "1"}
+    hosts = [
+        Fleet(workdir=tmp_path_factory.mktemp(name), questdb_port=fleet_proxy.port,
+              redis_url=url, workers=2, extra_env=env, prefix=prefix)
+        for name, prefix in (("true-host", []), ("fast-host", [faketime, "-f", f"+{SKEW}s"]))
+    ]  # fmt: skip
+    with running(*hosts):
+        yield hosts[0], hosts[1]
 
 
 @pytest.fixture

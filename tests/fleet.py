@@ -61,6 +61,8 @@ class Fleet:
     ``settings`` is the Django settings module: tests.fleet_settings is the
     product's own settings with the test ports (the default timeouts, not the
     in-process tests' shorter ones); benchmarks/naive swaps in the story's design.
+    ``prefix`` runs gunicorn under another command: ``faketime -f +600s`` makes
+    a host whose clock is ten minutes fast.
     """
 
     workdir: Path
@@ -69,6 +71,7 @@ class Fleet:
     workers: int = 4
     settings: str = "tests.fleet_settings"
     extra_env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=list)
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
     password: str = field(default="", repr=False)
@@ -129,7 +132,8 @@ class Fleet:
         self.port = free_port()
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "questdash.wsgi:application",
+                [*self.prefix, str(Path(sys.executable).parent / "gunicorn"),
+                 "questdash.wsgi:application",
                  "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
                  "--timeout", "30"],
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,

@@ -3,7 +3,16 @@
 Run as ``python -m resilience.tests.redis_worker`` with ``REDIS_URL`` set. It
 configures minimal Django settings itself (no project, no database), builds
 breakers on one ``CacheStore`` (as a web worker would), and answers each
-command with one JSON line on stdout. Used by test_redis_processes.py.
+command with one JSON line on stdout; ``WorkerProcess`` (below) is the
+test's handle on one. Used by test_redis_processes.py and
+test_redis_faults.py. ``REDIS_SOCKET_TIMEOUT`` (seconds, 0.5 by default) is
+the cache's socket and connect timeout: the one wait a hung Redis may cost.
+
+Times it reports are this host's ``time.time()`` (``at``) unless named
+otherwise; durations are measured on ``time.monotonic()``. A worker may run
+under faketime: then ``at`` is its own (shifted) clock, on purpose, and so is
+its ``time.monotonic()`` (libfaketime's ``FAKETIME_DONT_FAKE_MONOTONIC`` makes
+``time.sleep`` fail with EINVAL): compare its durations, not its instants.
 """
 
 from __future__ import annotations
@@ -11,12 +20,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
+import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import django
 from django.conf import settings
+
+OUTAGE_RETRY_INTERVAL = 0.5  # seconds between tries of a Redis that went away
 
 
 class Counting(logging.Handler):
@@ -32,18 +49,19 @@ class Counting(logging.Handler):
 
 
 def configure() -> Counting:
+    timeout = float(os.environ.get("REDIS_SOCKET_TIMEOUT", "0.5"))
     settings.configure(
         INSTALLED_APPS=["resilience"],
         CACHES={
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": os.environ["REDIS_URL"],
-                "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+                "OPTIONS": {"socket_connect_timeout": timeout, "socket_timeout": timeout},
             }
         },
         RESILIENCE={
             "STORE": "resilience.stores.CacheStore",
-            "STORE_OPTIONS": {"SYNC_INTERVAL": 0.5, "OUTAGE_RETRY_INTERVAL": 0.5},
+            "STORE_OPTIONS": {"SYNC_INTERVAL": 0.5, "OUTAGE_RETRY_INTERVAL": OUTAGE_RETRY_INTERVAL},
         },
         USE_TZ=True,
     )
@@ -80,9 +98,22 @@ class Worker:
         return {"made": name}
 
     def call(self, name: str, outcome: str = "ok") -> dict:
-        from resilience.errors import CircuitOpenError
+        started = time.monotonic()
+        result = self._one(self.breakers[name], outcome)
+        took = time.monotonic() - started
+        state = self.breakers[name].public_state
+        return {
+            "result": result,
+            "at": time.time(),
+            "mono": time.monotonic(),
+            "took": took,
+            "state": state,
+        }
 
-        breaker = self.breakers[name]
+    @staticmethod
+    def _one(breaker: Any, outcome: str) -> str:
+        """One call through ``breaker`` that succeeds or is refused at once: what became of it."""
+        from resilience.errors import CircuitOpenError
 
         def run() -> str:
             if outcome == "fail":
@@ -91,17 +122,34 @@ class Worker:
 
         try:
             breaker.call(run)
-            result = "ok"
         except ConnectionRefusedError:
-            result = "failed"
+            return "failed"
         except CircuitOpenError as exc:
-            result = "rejected:" + exc.reason
-        return {"result": result, "at": time.time(), "state": breaker.public_state}
+            return "rejected:" + exc.reason
+        return "ok"
 
     def snapshot(self, name: str) -> dict:
-        return self.breakers[name].snapshot().as_dict() | {
-            "epoch": self.breakers[name].snapshot().epoch
+        breaker = self.breakers[name]
+        snapshot = breaker.snapshot()
+        rec = breaker.record
+        return snapshot.as_dict() | {
+            "epoch": snapshot.epoch,
+            "uid": rec.uid,
+            "forced": rec.forced,
+            "opened_at_s": rec.opened_at,  # as epoch seconds ("opened_at" is ISO-8601)
+            "open_until": rec.open_until,
+            "store_now": self.store.now(),
+            "mono": time.monotonic(),
+            "outage_retry_interval": self.store.shared_cache.retry_interval,
         }
+
+    def force(self, name: str, action: str) -> dict:
+        """An operator's decision: ``open``, ``closed`` (disabled) or ``reset``."""
+        breaker = self.breakers[name]
+        {"open": breaker.force_open, "closed": breaker.force_closed, "reset": breaker.reset}[
+            action
+        ]()
+        return self.snapshot(name)
 
     def events(self) -> dict:
         return dict(self.counting.counts)
@@ -151,6 +199,160 @@ class Worker:
             else:
                 breaker.record_failure(ConnectionRefusedError(111, "still down"), permit)
         return {"probes": probes}
+
+    def storm(
+        self, name: str, threads: int, seconds: float, outcome: str, pace: float = 0.01
+    ) -> dict:
+        """``threads`` threads call for ``seconds``; every call as [thread, start, took, result].
+
+        Starts and durations are on ``time.monotonic()``, which every process
+        of this host shares (so the test can place them against the moment it
+        paused Redis).
+        """
+        breaker = self.breakers[name]
+        until = time.monotonic() + seconds
+        calls: list[list] = []
+        lock = threading.Lock()
+
+        def run(thread: int) -> None:
+            mine = []
+            while (started := time.monotonic()) < until:
+                result = self._one(breaker, outcome)
+                mine.append([thread, started, time.monotonic() - started, result])
+                time.sleep(pace)
+            with lock:
+                calls.extend(mine)
+
+        crowd = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+        for thread in crowd:
+            thread.start()
+        for thread in crowd:
+            thread.join()
+        return {"calls": calls, "pid": os.getpid()}
+
+    def watch_open(self, name: str, seconds: float, pace: float = 0.01) -> dict:
+        """Succeeding calls until one goes through after a refusal: how long after this
+        command came was this process first refused, and let through again? (Seconds, so
+        that a process under faketime, whose every clock is shifted, answers the same.)"""
+        breaker = self.breakers[name]
+        began = time.monotonic()
+        refused = through = None
+        while (now := time.monotonic() - began) < seconds:
+            result = self._one(breaker, "ok")
+            if result.startswith("rejected"):
+                refused = refused or now
+            elif refused is not None:
+                through = now
+                break
+            time.sleep(pace)
+        return {"refused": refused, "through": through}
+
+    def fetch(self, query: str, fresh_for: float, data: list | None, wait: float = 0.0) -> dict:
+        """One read of a last-good-copy query whose loader returns ``data``, or is refused
+        (None); the envelope, with ``cached_at`` as epoch seconds. ``wait`` seconds of
+        budget for another's refresh."""
+        from resilience.fallback import CachedFallback
+
+        def loader() -> list:
+            if data is None:
+                raise ConnectionRefusedError(111, "Connection refused")
+            return data
+
+        fallback = CachedFallback(
+            query,
+            loader,
+            breaker_name=f"fetch-{query}",
+            runner=lambda operation, fn: fn(),
+            fresh_for=fresh_for,
+        )
+        fallback.call_deadline = wait
+        started = time.monotonic()
+        envelope = fallback.get()
+        return {
+            "took": time.monotonic() - started,
+            "status": envelope.status,
+            "data": envelope.data,
+            "cached_at": envelope.cached_at.timestamp() if envelope.cached_at else None,
+            "reason": envelope.reason,
+            "age": envelope.age,
+            "at": time.time(),
+            "store_now": self.store.now(),
+        }
+
+
+# --- the test's side: a handle on one worker process --------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """One worker process; ``ask`` sends a command and waits for its JSON answer.
+
+    ``env`` adds variables (``REDIS_SOCKET_TIMEOUT``, faketime's); ``prefix``
+    runs the interpreter under another command (``faketime -f +600s``).
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        log_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        environ["REDIS_URL"] = redis_url
+        environ.update(env or {})
+        self.stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "resilience.tests.redis_worker"],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        assert "ready" in self.read(timeout)
+
+    def send(self, cmd: str, **args: Any) -> None:
+        self.process.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+        self.process.stdin.flush()
+
+    def read(self, timeout: float = 20) -> dict:
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        assert ready, f"worker {self.process.pid} did not answer in {timeout} s"
+        answer = json.loads(self.process.stdout.readline())
+        assert "error" not in answer, answer
+        return answer
+
+    def ask(self, cmd: str, **args: Any) -> dict:
+        self.send(cmd, **args)
+        return self.read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.send("quit")
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.stderr.close()
+
+
+def start_workers(redis_url: str, log_dir: Path, count: int, **options: Any) -> list[WorkerProcess]:
+    """``count`` workers, ready (each has configured Django and its store)."""
+    workers = [WorkerProcess(redis_url, log_dir, **options) for _ in range(count)]
+    for worker in workers:
+        worker.wait_ready()
+    return workers
 
 
 def main() -> None:

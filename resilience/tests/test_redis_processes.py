@@ -7,73 +7,14 @@ without redis-server the session fixture fails, and so do these tests.
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    """One worker process; ``ask`` sends a command and waits for its JSON answer."""
-
-    def __init__(self, redis_url: str, log_dir: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        env["REDIS_URL"] = redis_url
-        self.stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "resilience.tests.redis_worker"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            bufsize=1,
-        )
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        assert "ready" in self.read(timeout)
-
-    def send(self, cmd: str, **args) -> None:
-        self.process.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-        self.process.stdin.flush()
-
-    def read(self, timeout: float = 20) -> dict:
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        assert ready, f"worker {self.process.pid} did not answer in {timeout} s"
-        answer = json.loads(self.process.stdout.readline())
-        assert "error" not in answer, answer
-        return answer
-
-    def ask(self, cmd: str, **args) -> dict:
-        self.send(cmd, **args)
-        return self.read()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.send("quit")
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.stderr.close()
-
-
-def start_workers(redis_url: str, log_dir: Path, count: int) -> list[Worker]:
-    workers = [Worker(redis_url, log_dir) for _ in range(count)]
-    for worker in workers:
-        worker.wait_ready()
-    return workers
+from .redis_worker import start_workers
 
 
 @pytest.fixture(scope="module")
