@@ -288,8 +288,8 @@ class CachedFallback:
                 return self._degraded(copy, f"{CIRCUIT_OPEN}: {breaker.name} opened meanwhile")
             try:
                 found = self.shared.run(lambda cache: cache.get_many(keys))
-            except CacheUnavailable:
-                break
+            except CacheUnavailable:  # the cache went away: nobody can tell us; ask ourselves
+                return self._refresh(copy, readable=False)
             newer = _copy(found.get(self.key))
             if newer is not None and (since is None or newer.cached_at > since):
                 self.shared.memo[self.name] = newer
@@ -301,9 +301,9 @@ class CachedFallback:
                 failure = found.get(keys[2]) or {}
                 reason = failure.get("reason") or "refresh_in_progress: the refresh ended"
                 return self._degraded(newer or copy, reason, failure.get("retry_after"))
-        waited = f"{max(0.0, budget):.1f}"
+        waited = self.clock.monotonic() - began
         return self._degraded(
-            copy, f"refresh_in_progress: another request has been loading it for {waited} s"
+            copy, f"refresh_in_progress: another request has been loading it for {waited:.1f} s"
         )
 
     # envelopes

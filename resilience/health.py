@@ -48,6 +48,7 @@ from .clock import iso_utc
 from .disclosure import amay_see_detail
 from .errors import describe, scrub
 from .fallback import read_copy
+from .sharedcache import shared_cache
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ def _unavailable(message: str) -> ServiceUnavailable:
 def describe_breaker(breaker: Any, now: float | None = None) -> str:
     """One line on a breaker that is not closed: state, since when, why, next probe."""
     snap = breaker.snapshot()
-    now = time.time() if now is None else now
+    now = breaker.store.now() if now is None else now
     state = str(breaker.public_state)
     parts = [f"circuit breaker {snap.name!r} is {state.replace('_', '-')}"]
     if snap.forced:
@@ -142,10 +143,13 @@ class CacheRoundTrip(HealthCheck):
 # --- last-known-good copies and heartbeats ------------------------------------------------
 
 
-def _age_check(what: str, when: float | None, max_age: float, missing: str) -> None:
+def _age_check(
+    what: str, when: float | None, max_age: float, missing: str, cache_alias: str
+) -> None:
+    """Ages on the clock the processes share: a host minutes off must not call stale fresh."""
     if when is None:
         raise _unavailable(missing)
-    age = time.time() - when
+    age = shared_cache(cache_alias).now() - when
     if age > max_age:
         raise _unavailable(f"{what} is {age:.0f} s old (at {_iso(when)}; limit {max_age:g} s)")
 
@@ -173,12 +177,15 @@ class FallbackFreshness(HealthCheck):
             cached_at.timestamp() if cached_at else None,
             self.max_age,
             f"no good copy of {self.query!r} yet: it has never been loaded",
+            self.cache_alias,
         )
 
 
 def record_heartbeat(name: str, *, cache_alias: str = "default", when: float | None = None) -> None:
-    """Say that the periodic job ``name`` ran (kept without expiry)."""
-    caches[cache_alias].set(HEARTBEAT_PREFIX + name, time.time() if when is None else when, None)
+    """Say that the periodic job ``name`` ran (kept without expiry), on the shared clock."""
+    if when is None:
+        when = shared_cache(cache_alias).now()
+    caches[cache_alias].set(HEARTBEAT_PREFIX + name, when, None)
 
 
 def last_heartbeat(name: str, *, cache_alias: str = "default") -> float | None:
@@ -203,7 +210,8 @@ class Heartbeat(HealthCheck):
         missing = f"no heartbeat from {self.name!r} yet"
         if self.hint:
             missing += f": {self.hint}"
-        _age_check(f"the last heartbeat of {self.name!r}", when, self.max_age, missing)
+        what = f"the last heartbeat of {self.name!r}"
+        _age_check(what, when, self.max_age, missing, self.cache_alias)
 
 
 # --- Redis --------------------------------------------------------------------------------

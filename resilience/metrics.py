@@ -46,6 +46,7 @@ from .breaker import all_breakers
 from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
+from .sharedcache import shared_cache
 from .signals import observer_failed
 
 logger = logging.getLogger("resilience.metrics")
@@ -149,7 +150,8 @@ class StateCollector:
                 self._scrape_error("fallback", name, exc)
                 break
             if copy is not None:
-                age.add_metric([name], max(0.0, time.time() - copy.cached_at.timestamp()))
+                now = shared_cache(self.cache_alias).now()  # the clock the processes share
+                age.add_metric([name], max(0.0, now - copy.cached_at.timestamp()))
         yield age
 
     @staticmethod

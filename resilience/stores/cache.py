@@ -88,6 +88,7 @@ class CacheStore(BreakerStore):
         self.clock = clock or SYSTEM_CLOCK
         if shared is None and cache is None and clock is None and not recover_inline:
             shared = shared_cache(cache_alias)  # the process's gate, shared with the fallbacks
+            shared.retry_interval = float(outage_retry_interval)
         self.shared_cache = shared or SharedCache(
             cache_alias,
             cache=cache,
@@ -172,7 +173,9 @@ class CacheStore(BreakerStore):
         # instead of queueing for the same refresh.
         cell.sync_due = now + self.sync_interval
         if not cell.syncing.acquire(blocking=False):
-            return  # another thread is refreshing this cell: keep the view we have
+            # Another thread is refreshing this cell: calls made while it does (a
+            # round trip) keep the view it is replacing, rather than queue behind it.
+            return
         try:
             self._pull(cell)
         except CacheUnavailable:
