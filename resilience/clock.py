@@ -132,7 +132,7 @@ class Timebase:
         """
         assert self.reference is not None
         best: tuple[float, float] | None = None  # (round trip, offset)
-        for _ in range(2):  # the first read may pay for a connection: keep the quicker one
+        for _ in range(3):  # the first read may pay for a connection: keep the quickest
             before = self.clock.time()
             reference = self.reference()
             after = self.clock.time()
