@@ -49,6 +49,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
+from resilience.admin import ReadOnlyAdmin
 from resilience.breaker import get_breaker
 from resilience.errors import CircuitOpenError, describe, is_unreachable, scrub
 from resilience.fallback import CIRCUIT_OPEN, DATABASE_UNAVAILABLE, CachedFallback, Envelope
@@ -226,7 +227,7 @@ def failure_reason(exc: BaseException) -> str:
     return f"{kind}: {scrub(describe(getattr(exc, 'cause', None) or exc))}"
 
 
-class QuestDBModelAdmin(admin.ModelAdmin):
+class QuestDBModelAdmin(ReadOnlyAdmin):
     """A read-only changelist and row view of one QuestDB table.
 
     Counting is cheap in QuestDB (an unfiltered count() reads partition
@@ -247,15 +248,6 @@ class QuestDBModelAdmin(admin.ModelAdmin):
     # Search by exact key (as typed or in capitals): QuestDB matches a SYMBOL by its
     # key, where Django's case-insensitive lookups read every row as text.
     exact_search = True
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         """The list and one row's page: no add, history or delete views."""

@@ -23,11 +23,9 @@ ACTIONS = {
 REFRESH_SECONDS = 5
 
 
-class PageAdmin(admin.ModelAdmin):
-    """An admin entry for a table-less model that shows one page instead of a list."""
-
-    page_template: str
-    page_title: str
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Nobody adds, changes or deletes here, a superuser neither: the admin's view permission
+    decides who may look."""
 
     def has_add_permission(self, request):
         return False
@@ -37,6 +35,13 @@ class PageAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class PageAdmin(ReadOnlyAdmin):
+    """An admin entry for a table-less model that shows one page instead of a list."""
+
+    page_template: str
+    page_title: str
 
     def page_context(self, request: HttpRequest) -> dict:
         raise NotImplementedError

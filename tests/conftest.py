@@ -161,3 +161,12 @@ def fresh_state(settings) -> Iterator[None]:
         breaker.reset()
     yield
     assert settle_probes(10), "a QuestDB health probe is still hanging"
+
+
+@pytest.fixture
+def quick_recovery(fresh_state, settings):
+    """fresh_state, and a one-second recovery timeout; QuestDB running again afterwards."""
+    settings.RESILIENCE = {**settings.RESILIENCE, "RECOVERY_TIMEOUT": 1.0}
+    yield
+    if not localdb.status().running:
+        localdb.start()

@@ -36,12 +36,8 @@ SECTIONS = ["active-sessions", "latest-prices", "positions", "price-history"]
 
 
 @pytest.fixture(autouse=True)
-def quick_recovery(fresh_state, settings):
-    """fresh_state (tests/conftest.py), and a one-second recovery timeout."""
-    settings.RESILIENCE = {**settings.RESILIENCE, "RECOVERY_TIMEOUT": 1.0}
-    yield
-    if not localdb.status().running:
-        localdb.start()
+def _quick_recovery(quick_recovery):
+    """Every test here: fresh_state and a one-second recovery timeout (tests/conftest.py)."""
 
 
 def make_user(django_user_model, name, *, staff=True, perms=()):

@@ -48,11 +48,8 @@ def million_prices(questdb_server, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-def quick_recovery(fresh_state, settings):
-    settings.RESILIENCE = {**settings.RESILIENCE, "RECOVERY_TIMEOUT": 1.0}
-    yield
-    if not localdb.status().running:
-        localdb.start()
+def _quick_recovery(quick_recovery):
+    """Every test here: fresh_state and a one-second recovery timeout (tests/conftest.py)."""
 
 
 def client_for(django_user_model, name, *, staff=True, superuser=False, perms=()) -> Client:
