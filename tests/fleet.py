@@ -14,6 +14,7 @@ workers import this module for ``worker_pid_middleware``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -52,6 +53,14 @@ def worker_pid_middleware(get_response: Callable) -> Callable:
 
 
 # --- the site --------------------------------------------------------------------------
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @dataclass
@@ -155,14 +164,21 @@ class Fleet:
                 pids.add(answer.pid)
 
     def stop(self) -> None:
+        """The whole process group: under a prefix (faketime) gunicorn is a child, not us."""
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        group = self.process.pid  # start_new_session: the group is named after it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)  # graceful: workers finish their requests
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self.process.poll()  # reap our own child, or it lingers in the group as a zombie
+            if not _group_alive(group):
+                break
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.process.wait(timeout=10)
         self.process = None
 
     def login(self) -> str:
