@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from .breaker.counts import LATENCY_BOUNDS
 from .logs import log_failure
-from .process import identity
+from .process import Identity, identity
 from .sharedcache import CacheUnavailable
 from .state import Record, State
 
@@ -79,7 +79,7 @@ KEEP_MINUTES = 63  # the timeline's hour, the minute in progress and a margin
 ROSTER_MINUTES = 10  # a process signs the roster once per block of this many minutes
 GAP = 4  # empty roster slots in a row that end a reader's scan
 MAX_SLOTS = 1024  # processes per block at most (a bound on a broken cache's scan)
-HEARTBEAT = 5.0  # seconds: an idle process writes at least this often
+HEARTBEAT = 5.0  # seconds: an idle process writes at least this often (a third of the timeout)
 HOUR = 3600
 WINDOWS = ((10, "10 s"), (60, "1 min"), (600, "10 min"))
 LATENCY_WINDOW = 60
@@ -105,8 +105,9 @@ def _empty_bucket() -> list[Any]:
 class Channel:
     """This process's figures for the breakers of one store, and the fleet's as read back."""
 
-    def __init__(self, store: BreakerStore) -> None:
+    def __init__(self, store: BreakerStore, *, me: Identity | None = None) -> None:
         self.store = store
+        self.me = me  # this process (tests stand several processes in one)
         self.cache = _shared_cache(store)
         self.prefix = _prefix(store)
         self.breakers: weakref.WeakValueDictionary[str, CircuitBreaker] = (
@@ -118,6 +119,7 @@ class Channel:
         self._checked_minute = -1  # the minute our roster slot was last checked
         self._written = -math.inf  # monotonic time of the last write
         self._lock = threading.Lock()
+        self.heartbeat = HEARTBEAT
 
     @property
     def shared(self) -> bool:
@@ -158,14 +160,18 @@ class Channel:
             if self.cache is None:
                 return False
             monotonic = self.store.clock.monotonic()
-            if not (changed or force or monotonic - self._written >= HEARTBEAT):
+            if not (changed or force or monotonic - self._written >= self.heartbeat):
                 return False
             self._write(minute, blob)
             self._written = monotonic
             return True
 
+    @property
+    def identity(self) -> Identity:
+        return self.me or identity()
+
     def _new_blob(self, minute: int) -> dict[str, Any]:
-        me = identity()
+        me = self.identity
         return {
             "v": WIRE_VERSION,
             "minute": minute,
@@ -224,7 +230,7 @@ class Channel:
         }
 
     def _write(self, minute: int, blob: dict[str, Any]) -> None:
-        me = identity().id
+        me = self.identity.id
         block = minute // ROSTER_MINUTES
         ttl = KEEP_MINUTES * MINUTE
         with contextlib.suppress(CacheUnavailable):  # the gate said so once; try next time
@@ -338,9 +344,13 @@ class Reporter:
                     found = self._channels[id(store)] = Channel(store)
         return found
 
-    def watch(self, breaker: CircuitBreaker, *, interval: float) -> None:
+    def watch(
+        self, breaker: CircuitBreaker, *, interval: float, heartbeat: float = HEARTBEAT
+    ) -> None:
         """Report ``breaker``'s figures from now on; a positive interval starts the thread."""
-        self.channel(breaker.store).breakers[breaker.name] = breaker
+        channel = self.channel(breaker.store)
+        channel.breakers[breaker.name] = breaker
+        channel.heartbeat = heartbeat
         if interval > 0:
             self.interval = float(interval)
             self._start()
@@ -410,12 +420,18 @@ def reporter() -> Reporter:
 
 
 def watch(breaker: CircuitBreaker, *, interval: float | None = None) -> None:
-    """Report ``breaker`` to the fleet (``interval`` defaults to ``FLEET_REPORT_INTERVAL``)."""
-    if interval is None:
-        from .conf import get_config
+    """Report ``breaker`` to the fleet (``interval`` defaults to ``FLEET_REPORT_INTERVAL``).
 
-        interval = float(get_config()["FLEET_REPORT_INTERVAL"])
-    _reporter.watch(breaker, interval=interval)
+    An idle process still writes every third of ``FLEET_PROCESS_TIMEOUT``, so
+    that it stays on the page's list of live processes.
+    """
+    from .conf import get_config
+
+    config = get_config()
+    if interval is None:
+        interval = float(config["FLEET_REPORT_INTERVAL"])
+    heartbeat = max(interval, float(config["FLEET_PROCESS_TIMEOUT"]) / 3)
+    _reporter.watch(breaker, interval=interval, heartbeat=heartbeat)
 
 
 os.register_at_fork(after_in_child=lambda: _reporter.after_fork())
@@ -520,13 +536,15 @@ class FleetView:
         return next(w for w in self.windows if w.seconds == seconds)
 
 
-def fleet_view(breaker: CircuitBreaker, *, timeout: float | None = None) -> FleetView:
+def fleet_view(
+    breaker: CircuitBreaker, *, timeout: float | None = None, channel: Channel | None = None
+) -> FleetView:
     """The fleet's figures for ``breaker``: read from the shared store (a few round trips)."""
     if timeout is None:
         from .conf import get_config
 
         timeout = float(get_config()["FLEET_PROCESS_TIMEOUT"])
-    channel = _reporter.channel(breaker.store)
+    channel = channel or _reporter.channel(breaker.store)
     channel.breakers.setdefault(breaker.name, breaker)
     now = breaker.store.now()
     available = True
@@ -537,7 +555,13 @@ def fleet_view(breaker: CircuitBreaker, *, timeout: float | None = None) -> Flee
         channel.publish()
         blobs = channel.own_blobs()
     return aggregate(
-        breaker.name, blobs, now, shared=channel.shared, available=available, timeout=timeout
+        breaker.name,
+        blobs,
+        now,
+        shared=channel.shared,
+        available=available,
+        timeout=timeout,
+        me=channel.identity.id,
     )
 
 
@@ -549,9 +573,10 @@ def aggregate(
     shared: bool = True,
     available: bool = True,
     timeout: float = 15.0,
+    me: str | None = None,
 ) -> FleetView:
     """Sum the blobs of every process for breaker ``name`` (pure: the tests' entry point)."""
-    me = identity().id
+    me = me or identity().id
     sums = {seconds: [0.0] * 4 for seconds, _ in WINDOWS}
     bins = [0.0] * (len(LATENCY_BOUNDS) + 1)
     hour_start = (int(now // MINUTE) - 59) * MINUTE
@@ -771,7 +796,8 @@ def state_bands(records: list[Record], now: float, span: float = HOUR) -> list[B
         first_known = records[0].at if records else now
         before = "closed" if not records or records[0].epoch <= 1 else "unknown"
         bands.append(Band(before, start, min(now, first_known or now)))
-    for rec, after in zip(records, [*records[1:], None], strict=True):
+    for index, rec in enumerate(records):
+        after = records[index + 1] if index + 1 < len(records) else None
         begin = rec.at or 0.0
         end = (after.at or now) if after is not None else now
         if end <= start:

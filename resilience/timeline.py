@@ -43,16 +43,19 @@ def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -
     def x(t: float) -> float:
         return LEFT + (min(max(t, start), now) - start) / HOUR * plot_w
 
+    def n(value: float) -> str:  # format_html escapes its arguments: numbers go as text
+        return f"{value:.1f}"
+
     rects = format_html_join(
         "",
-        '<rect class="band band-{}" x="{:.1f}" y="{}" width="{:.1f}" height="{}" fill="{}">'
+        '<rect class="band band-{}" x="{}" y="{}" width="{}" height="{}" fill="{}">'
         "<title>{} {} to {} UTC</title></rect>",
         (
             (
                 band.state,
-                x(band.start),
+                n(x(band.start)),
                 TOP,
-                max(0.5, x(band.end) - x(band.start)),
+                n(max(0.5, x(band.end) - x(band.start))),
                 plot_h,
                 BAND_COLOURS.get(band.state, "#eee"),
                 BAND_NAMES.get(band.state, band.state),
@@ -66,14 +69,14 @@ def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -
     bar_w = plot_w / (HOUR / MINUTE)
     bars = format_html_join(
         "",
-        '<rect class="volume" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" '
+        '<rect class="volume" x="{}" y="{}" width="{}" height="{}" '
         'fill="#78909c"><title>{} UTC: {} calls, {} failed</title></rect>',
         (
             (
-                x(m.start) + 0.5,
-                TOP + plot_h * (1 - m.calls / busiest),
-                max(0.5, bar_w - 1),
-                plot_h * m.calls / busiest,
+                n(x(m.start) + 0.5),
+                n(TOP + plot_h * (1 - m.calls / busiest)),
+                n(max(0.5, bar_w - 1)),
+                n(plot_h * m.calls / busiest),
                 _hhmm(m.start),
                 m.calls,
                 m.failures,
