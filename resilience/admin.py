@@ -185,10 +185,11 @@ def apply_action(breaker: CircuitBreaker, action: str, *, actor: str, reason: st
     """
     method, label = ACTIONS[action]
     before = breaker.public_state
-    if reason:
-        getattr(breaker, method)(f"{label.split(':')[0].lower()} by {actor}: {reason}", actor=actor)
+    act = getattr(breaker, method)
+    if reason:  # the history says who in its own column
+        act(f"{label.split(':')[0].lower()}: {reason}", actor=actor)
     else:
-        getattr(breaker, method)(f"{label.split(':')[0].lower()} by {actor}", actor=actor)
+        act(actor=actor)
     message = f"{label} (was {before}, now {breaker.public_state})."
     if reason:
         message += f" Reason: {reason}"

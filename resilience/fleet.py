@@ -120,6 +120,7 @@ class Channel:
         self._written = -math.inf  # monotonic time of the last write
         self._lock = threading.Lock()
         self.heartbeat = HEARTBEAT
+        self._told: list[tuple[str, str, bool]] = []  # the views last published
 
     @property
     def shared(self) -> bool:
@@ -132,6 +133,7 @@ class Channel:
         self._signed.clear()
         self._checked_minute = -1
         self._written = -math.inf
+        self._told = []
 
     def _key(self, *parts: object) -> str:
         return ":".join((self.prefix, *map(str, parts)))
@@ -151,10 +153,15 @@ class Channel:
             if blob is None:
                 blob = self._minutes[minute] = self._new_blob(minute)
             changed = False
+            views = []
             for name, breaker in list(self.breakers.items()):
                 changed |= self._sample(blob, breaker, now, minute)
-                blob["breakers"].setdefault(name, {"b": {}}).update(self._view(breaker, now))
+                view = self._view(breaker, now)
+                blob["breakers"].setdefault(name, {"b": {}}).update(view)
+                views.append((name, view["uid"], view["healthy"]))
             blob["at"] = now
+            if views != self._told:  # a new decision seen, or the store lost: say so now
+                changed, self._told = True, views
             for old in [m for m in self._minutes if m <= minute - KEEP_MINUTES]:
                 del self._minutes[old]
             if self.cache is None:
@@ -546,6 +553,8 @@ def fleet_view(
         timeout = float(get_config()["FLEET_PROCESS_TIMEOUT"])
     channel = channel or _reporter.channel(breaker.store)
     channel.breakers.setdefault(breaker.name, breaker)
+    if channel.shared and _reporter.running:
+        channel.publish(force=True)  # the answering process's own row, as of now
     now = breaker.store.now()
     available = True
     try:

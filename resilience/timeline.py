@@ -23,6 +23,7 @@ BAND_COLOURS = {
     "half_open": "#ffe0b2",
     "unknown": "#eeeeee",
 }
+MIN_MARK = 2.0  # px: an open of a few seconds is still seen on an hour's scale
 BAND_NAMES = {"closed": "closed", "open": "open", "half_open": "half-open", "unknown": "unknown"}
 
 
@@ -55,7 +56,7 @@ def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -
                 band.state,
                 n(x(band.start)),
                 TOP,
-                n(max(0.5, x(band.end) - x(band.start))),
+                n(max(0.5 if band.state == "closed" else MIN_MARK, x(band.end) - x(band.start))),
                 plot_h,
                 BAND_COLOURS.get(band.state, "#eee"),
                 BAND_NAMES.get(band.state, band.state),
@@ -90,11 +91,28 @@ def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -
         for m in minutes
         if m.error_rate is not None
     )
+    dots = format_html_join(
+        "",
+        '<circle class="error-rate" cx="{}" cy="{}" r="2" fill="#c62828">'
+        "<title>{} UTC: {} % of {} calls failed</title></circle>",
+        (
+            (
+                n(x(m.start + MINUTE / 2)),
+                n(TOP + plot_h * (1 - m.error_rate / 100)),
+                _hhmm(m.start),
+                f"{m.error_rate:.0f}",
+                m.ran,
+            )
+            for m in minutes
+            if m.error_rate is not None
+        ),
+    )
     line = (
         format_html(
             '<polyline class="error-rate" fill="none" stroke="#c62828" stroke-width="1.5" '
-            'points="{}"><title>error rate per minute</title></polyline>',
+            'points="{}"><title>error rate per minute</title></polyline>{}',
             points,
+            dots,
         )
         if points
         else ""

@@ -185,6 +185,40 @@ class Fleet:
         return StaffLoad(self.base_url, cookies, paths, pause=pause, timeout=timeout)
 
 
+@dataclass
+class CeleryWorker:
+    """`celery -A questdash worker -B` beside a ``Fleet``: its settings, Redis and QuestDB."""
+
+    site: Fleet
+    concurrency: int = 1
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.site.workdir / "celery.log"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "celery"), "-A", "questdash", "worker", "-B",
+                 "--loglevel", "INFO", "--concurrency", str(self.concurrency),
+                 "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=self.site.env(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # warm shutdown: the worker and its beat
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+
 def rotate(items: tuple[str, ...], by: int) -> list[str]:
     by %= len(items)
     return [*items[by:], *items[:by]]

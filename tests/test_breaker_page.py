@@ -117,7 +117,7 @@ def test_force_open_and_reset_name_the_operator_and_the_reason(operator):
     breaker = get_breaker("questdb")
     assert (breaker.public_state, breaker.forced) == ("open", True)
     assert breaker.record.actor == "operator alice"
-    assert breaker.record.reason == "forced open by operator alice: QuestDB upgrade until 14:00"
+    assert breaker.record.reason == "forced open: QuestDB upgrade until 14:00"
     entry = LogEntry.objects.get(user__username="alice")
     assert entry.change_message == (
         "questdb: Forced open: every call fails fast (was closed, now open)."
@@ -125,7 +125,7 @@ def test_force_open_and_reset_name_the_operator_and_the_reason(operator):
     )
     html = operator.get(BREAKERS).content.decode()
     assert "forced by operator alice" in html
-    assert "<td>operator alice</td><td>forced open by operator alice: QuestDB upgrade" in html
+    assert "<td>operator alice</td><td>forced open: QuestDB upgrade until 14:00</td>" in html
     assert "Forced open: no probes until an operator resets it." in html
     operator.post(f"{BREAKERS}questdb/reset/", {"csrfmiddlewaretoken": token})
     assert get_breaker("questdb").public_state == "closed"
