@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
-# Runs the whole test suite from nothing: Python packages, Debian's redis-server
-# and Toxiproxy are installed here; QuestDB (fetched from Maven Central), Redis,
-# Toxiproxy, Celery and gunicorn are started and stopped by the tests' fixtures.
+# Runs the whole test suite from nothing: Python packages, Debian's redis-server,
+# chromium and chromium-driver, and Toxiproxy are installed here; QuestDB (fetched
+# from Maven Central), Redis, Toxiproxy, Celery, gunicorn and a headless chromium
+# are started and stopped by the tests' fixtures.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+APT_UPDATED=""
+
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -q && APT_UPDATED=1; fi
+    $SUDO apt-get install -y -q "$@"
+}
 
 ensure_redis() {
     command -v redis-server >/dev/null && return
     log "Installing redis-server (Debian)"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q redis-server
+    apt_install redis-server
     # The tests start their own redis-server; the packaged service is not needed.
     $SUDO service redis-server stop >/dev/null 2>&1 || true
+}
+
+ensure_chromium() {
+    # tests/test_browser.py drives Debian's chromium through its matching chromedriver.
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return
+    log "Installing chromium and chromium-driver (Debian)"
+    apt_install chromium chromium-driver
 }
 
 ensure_toxiproxy() {
@@ -24,6 +39,7 @@ ensure_toxiproxy() {
 
 ensure_venv
 ensure_redis
+ensure_chromium
 ensure_toxiproxy
 log "Linting"
 "$VENV/bin/ruff" check .

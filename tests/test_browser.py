@@ -16,6 +16,7 @@ sleeps: the machine may be busy. Screenshots go to var/screenshots/
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sqlite3
@@ -144,12 +145,19 @@ class Browser:
         return self.until(look, timeout, what)
 
     def shot(self, name: str) -> Path:
+        """The whole page, however long (the viewport is stretched to it for the shot)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         target = SHOTS / f"{name}.png"
-        height = self.js("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1280, max(800, min(int(height) + 40, 4000)))
-        self.driver.save_screenshot(str(target))
-        self.driver.set_window_size(1280, 1200)
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        self.driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1280, "height": min(6000, math.ceil(size["height"])),
+             "deviceScaleFactor": 1, "mobile": False},
+        )  # fmt: skip
+        try:
+            self.driver.save_screenshot(str(target))
+        finally:
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         return target
 
 
