@@ -13,9 +13,12 @@ difference into the current 5-second bucket of this minute's figures.
 
 **Publishing costs one write per interval per process and store**, and
 less when idle: the minute's figures of every breaker of the process are
-one blob, written with ``set`` when something changed, or every
-``HEARTBEAT`` seconds so that an idle process stays on the list. Once per
-``ROSTER_MINUTES`` a process also signs the roster (a few ``add``s).
+one blob, written with ``set`` when something changed (counts, or the
+decision the process sees), or every ``HEARTBEAT`` seconds so that an idle
+process stays on the list. Once a minute it also checks its roster slot
+and deletes its blob that just expired (the database cache keeps expired
+rows until told); once per ``ROSTER_MINUTES`` it signs the roster (a few
+``add``s).
 
 **Keys**, under the store's prefix (``resilience``)::
 
@@ -241,13 +244,17 @@ class Channel:
         block = minute // ROSTER_MINUTES
         ttl = KEEP_MINUTES * MINUTE
         with contextlib.suppress(CacheUnavailable):  # the gate said so once; try next time
+            new_minute = self._checked_minute != minute
             if block not in self._signed:
                 self._sign(block, me)
-            elif self._checked_minute != minute:
+            elif new_minute:
                 self._check_signature(block, me)
             self._checked_minute = minute
             key = self._key("figures", minute, me)
             self._io(lambda cache: cache.set(key, blob, ttl))
+            if new_minute:  # Redis expires it; the database cache only deletes what it is told
+                expired = self._key("figures", minute - KEEP_MINUTES, me)
+                self._io(lambda cache: cache.delete(expired))
             for old in [b for b in self._signed if b < block - 1]:
                 del self._signed[old]
 

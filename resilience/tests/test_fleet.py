@@ -372,3 +372,36 @@ def test_the_role_setting_wins_and_names_the_actor(settings):
     forget_identity()
     assert this_process().startswith("pytest pid ")
     assert not reports_to_fleet()  # a test run is not part of the fleet
+
+
+def test_a_process_deletes_its_expired_blob_once_a_minute(process, clock, shared):
+    a = process()
+    a.succeed()
+    a.channel.publish()
+    first = int(clock.time() // 60)
+    key = f"resilience:fleet:figures:{first}:{a.me.id}"
+    assert shared.get(key) is not None
+    for _ in range(fleet.KEEP_MINUTES):
+        clock.advance(60)
+        a.succeed()
+        a.channel.publish()
+    assert shared.get(key) is None  # gone, not just expired (a database cache keeps rows)
+    assert "delete" in a.handle.calls
+
+
+@pytest.mark.parametrize(
+    ("settings_", "check"),
+    [
+        ({"FLEET_REPORT_INTERVAL": -1}, "E016"),
+        ({"FLEET_PROCESS_TIMEOUT": 0}, "E016"),
+        ({"FLEET_REPORT_INTERVAL": 5, "FLEET_PROCESS_TIMEOUT": 10}, "E016"),
+        ({"PROCESS_ROLE": ""}, "E017"),
+        ({"PROCESS_ROLE": 7}, "E017"),
+    ],
+)
+def test_fleet_settings_are_checked(settings_, check):
+    from resilience.conf import value_problems
+
+    problems = value_problems(settings_, "RESILIENCE")
+    assert [p[0] for p in problems] == [check], problems
+    assert all(p[1] and p[2] for p in problems)  # says what is wrong and what to do
