@@ -62,12 +62,10 @@ def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]
     timeout so that a test sees the breaker heal. Its log is JSON lines and
     never holds the QuestDB password.
     """
-    url = redis_server.url.rsplit("/", 1)[0] + "/5"
-    redis.Redis.from_url(url).flushdb()
     server = Fleet(
         workdir=tmp_path_factory.mktemp("fleet"),
         questdb_port=fleet_proxy.port,
-        redis_url=url,
+        redis_url=empty_redis_db(redis_server, 5),
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "1"},
     )
     server.start()
@@ -77,6 +75,13 @@ def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]
     assert settings.QUESTDB_PASSWORD not in log
     for line in log.splitlines():  # gunicorn's own lines included
         assert isinstance(json.loads(line), dict), line
+
+
+def empty_redis_db(redis_server, number: int) -> str:
+    """The URL of database ``number`` on the test Redis, emptied first."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{number}"
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture

@@ -151,15 +151,9 @@ class Fleet:
                 pids.add(answer.pid)
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
+        if self.process is not None:
+            terminate(self.process, 30)  # graceful: workers finish their requests
+            self.process = None
 
     def login(self) -> str:
         """A new staff session through the admin's login form; returns the session cookie."""
@@ -208,15 +202,19 @@ class CeleryWorker:
             )  # fmt: skip
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)  # warm shutdown: the worker and its beat
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
+        if self.process is not None:
+            terminate(self.process, 20)  # warm shutdown: the worker and its beat
+            self.process = None
+
+
+def terminate(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL to its whole process group if it is not gone in ``timeout`` s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def rotate(items: tuple[str, ...], by: int) -> list[str]:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -38,6 +37,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from questdash import localdb
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
 
+from .conftest import empty_redis_db
 from .fleet import DASHBOARD, CeleryWorker, Fleet, request
 from .settings import TEST_ENV
 
@@ -166,12 +166,10 @@ def site(fleet_proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
     """gunicorn with two workers and a Celery worker with beat, QuestDB through Toxiproxy."""
     if not localdb.status().running:
         localdb.start()
-    url = redis_server.url.rsplit("/", 1)[0] + "/6"
-    redis.Redis.from_url(url).flushdb()
     server = Fleet(
         workdir=tmp_path_factory.mktemp("browser-site"),
         questdb_port=fleet_proxy.port,
-        redis_url=url,
+        redis_url=empty_redis_db(redis_server, 6),
         workers=2,
         # Quick to heal, and the beat refreshes every 3 s: the figures move while we watch.
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "3", "DASHBOARD_REFRESH_INTERVAL": "3"},
