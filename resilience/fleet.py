@@ -59,7 +59,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .breaker.counts import LATENCY_BOUNDS
@@ -99,7 +99,7 @@ def _prefix(store: BreakerStore) -> str:
 
 
 def _empty_bucket() -> list[Any]:
-    return [0, 0, 0, 0, {}]  # success, failure, rejected, ignored, {latency bin: count}
+    return [0] * len(OUTCOMES) + [{}]  # the counts in OUTCOMES order, then {latency bin: count}
 
 
 # --- one store, as this process reports to it and reads the fleet from it --------------
@@ -828,14 +828,3 @@ def state_bands(records: list[Record], now: float, span: float = HOUR) -> list[B
         if until < end:
             bands.append(Band("half_open", max(until, begin), end))
     return [band for band in bands if band.end > band.start]
-
-
-@dataclass
-class Fleet:
-    """Everything the breaker page shows about one breaker beyond its snapshot."""
-
-    view: FleetView
-    outage: Outage | None
-    probes: tuple[ProbeOutcome, ...]
-    longest_open: float
-    bands: list[Band] = field(default_factory=list)
