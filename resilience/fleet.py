@@ -129,6 +129,24 @@ class Channel:
     def shared(self) -> bool:
         return self.cache is not None
 
+    def add(self, breaker: CircuitBreaker) -> None:
+        """Report ``breaker`` from now on: what it counted before is not this minute's news."""
+        with self._lock:
+            if self.breakers.get(breaker.name) is not breaker:
+                self.breakers[breaker.name] = breaker
+                self._last[breaker.name] = self._tallies(breaker)
+
+    @staticmethod
+    def _tallies(breaker: CircuitBreaker) -> tuple[list[int], list[int]]:
+        counts = breaker.counts
+        outcomes = [
+            counts.successes.value,
+            counts.failures.value,
+            counts.rejections.value,
+            counts.ignored.value,
+        ]
+        return outcomes, counts.latency.values()
+
     def after_fork(self) -> None:
         """A forked child is a new process: its own blobs and slots, the tallies' baseline kept."""
         self._lock = threading.Lock()
@@ -193,14 +211,7 @@ class Channel:
     def _sample(
         self, blob: dict[str, Any], breaker: CircuitBreaker, now: float, minute: int
     ) -> bool:
-        counts = breaker.counts
-        outcomes = [
-            counts.successes.value,
-            counts.failures.value,
-            counts.rejections.value,
-            counts.ignored.value,
-        ]
-        latency = counts.latency.values()
+        outcomes, latency = self._tallies(breaker)
         before = self._last.get(breaker.name)
         self._last[breaker.name] = (outcomes, latency)
         if before is None:
@@ -363,7 +374,7 @@ class Reporter:
     ) -> None:
         """Report ``breaker``'s figures from now on; a positive interval starts the thread."""
         channel = self.channel(breaker.store)
-        channel.breakers[breaker.name] = breaker
+        channel.add(breaker)
         channel.heartbeat = heartbeat
         if interval > 0:
             self.interval = float(interval)
@@ -559,7 +570,7 @@ def fleet_view(
 
         timeout = float(get_config()["FLEET_PROCESS_TIMEOUT"])
     channel = channel or _reporter.channel(breaker.store)
-    channel.breakers.setdefault(breaker.name, breaker)
+    channel.add(breaker)
     if channel.shared and _reporter.running:
         channel.publish(force=True)  # the answering process's own row, as of now
     now = breaker.store.now()

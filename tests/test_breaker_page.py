@@ -39,14 +39,18 @@ def refuse() -> None:
 
 @pytest.fixture(autouse=True)
 def closed_breaker(settings):
-    """A fresh shared store (the test database's cache) and a closed questdb breaker."""
+    """A fresh shared store (the test database's cache), a closed questdb breaker, and this
+    process reporting it as a web worker's registry would (without the thread)."""
     from django.core.cache import cache
 
     cache.clear()
     breaker = get_breaker("questdb")
     breaker.reset()
+    fleet.reporter().forget()
+    fleet.reporter().watch(breaker, interval=0)
     yield breaker
     get_breaker("questdb").reset()
+    fleet.reporter().forget()
 
 
 @pytest.fixture
@@ -67,7 +71,6 @@ def figure(html: str, name: str) -> str:
 
 def publish(breaker) -> None:
     """What this process's reporter thread would do (the test run does not report itself)."""
-    fleet.reporter().watch(breaker, interval=0)
     fleet.reporter().channel(breaker.store).publish(force=True)
 
 
@@ -134,7 +137,9 @@ def test_force_open_and_reset_name_the_operator_and_the_reason(operator):
 
 def test_without_a_shared_store_the_page_says_this_process_only(operator, settings):
     settings.RESILIENCE = {**settings.RESILIENCE, "STORE": "resilience.stores.LocalStore"}
-    get_breaker("questdb").call(lambda: None)
+    breaker = get_breaker("questdb")  # a new registry: a new breaker on a LocalStore
+    fleet.reporter().watch(breaker, interval=0)
+    breaker.call(lambda: None)
     html = operator.get(BREAKERS).content.decode()
     assert 'data-scope="process"' in html
     assert "this process only: the breaker&#x27;s store is not shared" in html

@@ -70,7 +70,7 @@ class Process:
         )
         self.me = Identity(f"id{number}", "host-a", 1000 + number, role)
         self.channel = fleet.Channel(self.store, me=self.me)
-        self.channel.breakers["questdb"] = self.breaker
+        self.channel.add(self.breaker)
 
     def succeed(self, times: int = 1) -> None:
         for _ in range(times):
@@ -252,8 +252,9 @@ def test_the_reader_sees_who_is_behind_the_store(process, clock):
 
 def test_a_store_that_is_not_shared_shows_this_process_only(clock):
     breaker = CircuitBreaker("db", store=LocalStore(clock=clock), clock=clock)
-    breaker.call(lambda: None)
     channel = fleet.Channel(breaker.store, me=Identity("solo", "h", 1, "web"))
+    channel.add(breaker)  # as the registry does when it makes the breaker
+    breaker.call(lambda: None)
     view = fleet.fleet_view(breaker, channel=channel)
     assert not view.shared
     assert view.scope.startswith("this process only")
@@ -405,3 +406,13 @@ def test_fleet_settings_are_checked(settings_, check):
     problems = value_problems(settings_, "RESILIENCE")
     assert [p[0] for p in problems] == [check], problems
     assert all(p[1] and p[2] for p in problems)  # says what is wrong and what to do
+
+
+def test_calls_made_before_reporting_began_are_not_filed_as_now(clock):
+    breaker = CircuitBreaker("db", store=LocalStore(clock=clock), clock=clock)
+    for _ in range(5):
+        breaker.call(lambda: None)  # an hour ago, say, before this breaker was watched
+    channel = fleet.Channel(breaker.store, me=Identity("late", "h", 1, "web"))
+    channel.add(breaker)
+    breaker.call(lambda: None)
+    assert fleet.fleet_view(breaker, channel=channel).window(600).success == 1
