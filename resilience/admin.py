@@ -2,7 +2,7 @@
 
 Whichever process answers, the page shows the same thing: the state and
 history from the shared store (read afresh for the page), and the figures
-every process published there (resilience/fleet.py). Reset, force open and
+every process published there (resilience/fleet/). Reset, force open and
 force closed are POST with CSRF, need the `resilience.control_circuitbreaker`
 permission, name the operator in the shared history, and go to the admin log.
 """

@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_DEADLINE": 2.5,  # one HTTP request: every guarded call in it together
     # Observability.
     "HISTORY_SIZE": 20,  # recent transitions kept for the admin page
-    # The fleet's figures on the breaker page (resilience/fleet.py): each web or
+    # The fleet's figures on the breaker page (resilience/fleet/): each web or
     # Celery process publishes its counts to the shared store this often (0: never).
     "FLEET_REPORT_INTERVAL": 1.0,
     # A process not heard from for this long drops off the page's list of processes.

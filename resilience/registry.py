@@ -51,7 +51,7 @@ def get_breaker(name: str) -> CircuitBreaker:
 
 
 def _report(breaker: CircuitBreaker) -> None:
-    """Web and Celery processes publish their figures to the fleet (resilience/fleet.py)."""
+    """Web and Celery processes publish their figures to the fleet (resilience/fleet/)."""
     from . import fleet
     from .process import reports_to_fleet
 

@@ -64,7 +64,7 @@ class Latencies:
 class CallCounts:
     """This process's calls through one breaker, by outcome, and how long the timed ones took.
 
-    Cumulative, never reset: the fleet reporter (resilience/fleet.py) reads
+    Cumulative, never reset: the fleet reporter (resilience/fleet/) reads
     them in the background and publishes the differences, so a call costs
     one counter bump and no I/O.
     """
