@@ -9,6 +9,11 @@ CircuitRedisStorage. Each round measures every contender once, in turn, and
 the table shows the median over the rounds, then our ratios to pybreaker.
 Targets (same run): closed <= 0.4x pybreaker's, open <= 0.5x.
 
+Our breakers run with fleet recording on, as in a web or Celery process:
+each call bumps its outcome's counter, and the fleet reporter thread
+(resilience/fleet.py) publishes the counts every second, to Redis for the
+CacheStore. ``--no-fleet`` measures without the reporter.
+
 Redis: REDIS_URL if set, else a redis-server this script starts on a free
 port and stops at the end. Django is configured here (settings.configure),
 so no project, database or QuestDB is needed. Printed, never asserted.
@@ -110,15 +115,21 @@ def loop_open(call: Callable, target: Callable, calls: int, error: type) -> Call
     return run
 
 
+FLEET_INTERVAL = 1.0  # seconds between the fleet reporter's publications (the default)
+
+
 def target() -> int:
     return 1
 
 
-def build(url: str, fast: int, slow: int) -> dict[str, tuple[Callable, Callable, int]]:
+def build(
+    url: str, fast: int, slow: int, *, fleet_on: bool = True
+) -> dict[str, tuple[Callable, Callable, int]]:
     """name -> (closed loop, open loop, calls per loop)."""
     import pybreaker
     import redis
 
+    from resilience import fleet
     from resilience.breaker import CircuitBreaker
     from resilience.errors import CircuitOpenError
     from resilience.stores import CacheStore, LocalStore
@@ -126,6 +137,9 @@ def build(url: str, fast: int, slow: int) -> dict[str, tuple[Callable, Callable,
     def ours(store) -> tuple[CircuitBreaker, CircuitBreaker]:
         closed = CircuitBreaker(f"bench-closed-{store.kind}", store=store)
         opened = CircuitBreaker(f"bench-open-{store.kind}", store=store, recovery_timeout=3600)
+        if fleet_on:  # what the registry does in a web or Celery process
+            fleet.watch(closed, interval=FLEET_INTERVAL)
+            fleet.watch(opened, interval=FLEET_INTERVAL)
         for _ in range(opened.failure_threshold):
             with contextlib.suppress(ConnectionRefusedError):
                 opened.call(_refuse)
@@ -179,12 +193,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per round")
+    parser.add_argument("--no-fleet", action="store_true", help="without the fleet reporter")
     args = parser.parse_args()
     fast, slow = (20_000, 300) if args.quick else (200_000, 2_000)
 
     with redis_url() as url:
         configure_django(url)
-        contenders = build(url, fast, slow)
+        contenders = build(url, fast, slow, fleet_on=not args.no_fleet)
         results: dict[str, dict[str, list[float]]] = {
             name: {"closed": [], "open": []} for name in contenders
         }
@@ -200,7 +215,15 @@ def main() -> None:
         name: {path: statistics.median(values) for path, values in paths.items()}
         for name, paths in results.items()
     }
-    print(f"Python {sys.version.split()[0]}, median of {args.rounds} rounds, ns per call\n")
+    print(f"Python {sys.version.split()[0]}, median of {args.rounds} rounds, ns per call")
+    if args.no_fleet:
+        print("fleet recording: off\n")
+    else:
+        from resilience.fleet import reporter
+
+        writes = "running" if reporter().running else "NOT running"
+        print(f"fleet recording: on (reporter thread {writes}, publishing every "
+              f"{FLEET_INTERVAL:g} s)\n")  # fmt: skip
     print(f"{'':28} {'closed path':>12} {'open path':>12}")
     for name, paths in median.items():
         opened = "-" if name == "bare call" else f"{paths['open']:,.0f}"

@@ -13,6 +13,7 @@ from . import questdb_admin  # noqa: F401 - registers QuestDB's tables, read-onl
 from .chart import price_chart
 from .db.router import QUESTDB_ALIAS
 from .models import Dashboard
+from .reasons import in_words
 from .sections import section
 
 TITLES = {
@@ -56,7 +57,16 @@ class DashboardAdmin(PageAdmin):
             )
         by_slug = {s["slug"]: s for s in sections}
         stale = [s for s in sections if s["envelope"].status == "degraded"]
+        # The outage's reason is said once, in the banner; a section repeats
+        # a reason only when its own differs (a query error beside an outage).
+        failing = [s["envelope"].reason for s in sections if s["envelope"].status != "ok"]
+        banner_reason = in_words(outage or (failing[0] if failing else None))
+        for s in sections:
+            own = in_words(s["envelope"].reason) if s["envelope"].status != "ok" else None
+            s["reason"] = own if own != banner_reason else None
         return {
+            "banner_reason": banner_reason,
+            "outage": outage is not None,
             "sections": [s for s in sections if s["slug"] != "price-history"],
             "chart": price_chart(by_slug["price-history"]["envelope"].data or []),
             "chart_section": by_slug["price-history"],

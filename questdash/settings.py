@@ -260,6 +260,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"  # collectstatic fills it; WhiteNoise serves it
 STATIC_ROOT.mkdir(exist_ok=True)
+# Files served at the site's root by WhiteNoise: /favicon.ico, which every browser asks for.
+WHITENOISE_ROOT = BASE_DIR / "questdash" / "root"
 LOGIN_URL = "admin:login"
 
 # --- Logging: JSON lines (the contract) ------------------------------------------

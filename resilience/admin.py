@@ -1,19 +1,30 @@
-"""The breaker page: every breaker's state at a glance, and manual control.
+"""The breaker page: every breaker across the fleet at a glance, and manual control.
 
-Reset, force open and force closed are POST with CSRF, need the
-`resilience.control_circuitbreaker` permission, and go to the admin log.
+Whichever process answers, the page shows the same thing: the state and
+history from the shared store (read afresh for the page), and the figures
+every process published there (resilience/fleet/). Reset, force open and
+force closed are POST with CSRF, need the `resilience.control_circuitbreaker`
+permission, name the operator in the shared history, and go to the admin log.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.safestring import SafeString
 
-from .breaker import all_breakers, get_breaker
-from .models import CircuitBreaker
+from . import fleet
+from .breaker import BreakerSnapshot, CircuitBreaker, Transition, all_breakers, get_breaker
+from .breaker.snapshot import transitions
+from .models import CircuitBreaker as CircuitBreakerModel
+from .process import identity
+from .timeline import state_timeline
 
 ACTIONS = {
     "reset": ("reset", "Reset: closed, counts cleared"),
@@ -21,6 +32,67 @@ ACTIONS = {
     "force-closed": ("force_closed", "Forced closed: every call passes, failures ignored"),
 }
 REFRESH_SECONDS = 5
+TIMELINE_RECORDS = 200  # decisions read for the hour's timeline
+MAX_REASON = 200
+
+
+def clean_reason(text: str | None) -> str:
+    """An operator's reason as it goes into the shared history: one short line."""
+    return re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", text or "")).strip()[:MAX_REASON]
+
+
+@dataclass(frozen=True)
+class BreakerCard:
+    """One breaker as the page shows it: its state, the fleet's figures, its history."""
+
+    snapshot: BreakerSnapshot
+    fleet: fleet.FleetView
+    outage: fleet.Outage | None
+    probes: tuple[fleet.ProbeOutcome, ...]
+    longest_open: float
+    history: tuple[Transition, ...]  # newest first
+    timeline: SafeString
+    store_uid: str  # the store's current decision
+
+    @property
+    def name(self) -> str:
+        return self.snapshot.name
+
+    @property
+    def next_probe_in(self) -> float | None:
+        """Seconds until the next probe, on the store's clock (the page counts down from it)."""
+        if self.snapshot.next_probe_at is None:
+            return None
+        return max(0.0, self.snapshot.next_probe_at - self.snapshot.taken_at)
+
+    @property
+    def open_for(self) -> float | None:
+        return None if self.outage is None else self.outage.lasted(self.snapshot.taken_at)
+
+    @property
+    def stale(self) -> list[fleet.ProcessView]:
+        """Processes whose view is not the store's current decision."""
+        return [p for p in self.fleet.processes if p.uid != self.store_uid]
+
+
+def breaker_card(breaker: CircuitBreaker) -> BreakerCard:
+    """Read one breaker for the page: the store afresh, its history and the fleet's figures."""
+    breaker.store.sync(breaker.name, force=True)  # the store's head, whichever worker answers
+    snapshot = breaker.snapshot()
+    records = breaker.store.history(breaker.name, TIMELINE_RECORDS)
+    view = fleet.fleet_view(breaker)
+    now = snapshot.taken_at
+    bands = fleet.state_bands(records, now)
+    return BreakerCard(
+        snapshot=snapshot,
+        fleet=view,
+        outage=fleet.current_outage(records),
+        probes=fleet.recent_probes(records),
+        longest_open=fleet.longest_open(records, now),
+        history=tuple(reversed(transitions(records, "")[-breaker.config.history_size :])),
+        timeline=state_timeline(bands, view.minutes, now),
+        store_uid=breaker.record.uid,
+    )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -64,7 +136,7 @@ class PageAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, self.page_template, context)
 
 
-@admin.register(CircuitBreaker)
+@admin.register(CircuitBreakerModel)
 class CircuitBreakerAdmin(PageAdmin):
     page_template = "resilience/breakers.html"
     page_title = "Circuit breakers"
@@ -84,10 +156,12 @@ class CircuitBreakerAdmin(PageAdmin):
 
     def page_context(self, request: HttpRequest) -> dict:
         return {
-            "breakers": [b.snapshot(history=True) for b in all_breakers()],
+            "cards": [breaker_card(b) for b in all_breakers()],
             "actions": [(slug, label) for slug, (_, label) in ACTIONS.items()],
             "can_control": self.has_control_permission(request),
             "refresh_seconds": REFRESH_SECONDS,
+            "answered_by": identity().actor,
+            "max_reason": MAX_REASON,
         }
 
     def action_view(self, request, name: str, action: str):
@@ -98,11 +172,30 @@ class CircuitBreakerAdmin(PageAdmin):
             raise PermissionDenied
         if action not in ACTIONS or name not in {b.name for b in all_breakers()}:
             raise Http404(f"No breaker {name!r} or action {action!r}.")
-        method, label = ACTIONS[action]
-        breaker = get_breaker(name)
-        before = breaker.public_state
-        getattr(breaker, method)()
-        message = f"{label} (was {before}, now {breaker.public_state})."
-        self.log_change(request, CircuitBreaker(name=name), f"{name}: {message}")
+        message = apply_action(
+            get_breaker(name),
+            action,
+            actor=f"operator {request.user.get_username()}",
+            reason=clean_reason(request.POST.get("reason")),
+        )
+        self.log_change(request, CircuitBreakerModel(name=name), f"{name}: {message}")
         messages.success(request, f"Breaker {name}: {message}")
         return HttpResponseRedirect(reverse("admin:resilience_circuitbreaker_changelist"))
+
+
+def apply_action(breaker: CircuitBreaker, action: str, *, actor: str, reason: str = "") -> str:
+    """Reset, force open or force close ``breaker`` as ``actor``; the admin log's message.
+
+    Shared by the admin page and ``manage.py breaker``, so both say the same.
+    """
+    method, label = ACTIONS[action]
+    before = breaker.public_state
+    act = getattr(breaker, method)
+    if reason:  # the history says who in its own column
+        act(f"{label.split(':')[0].lower()}: {reason}", actor=actor)
+    else:
+        act(actor=actor)
+    message = f"{label} (was {before}, now {breaker.public_state})."
+    if reason:
+        message += f" Reason: {reason}"
+    return message

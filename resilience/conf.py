@@ -74,6 +74,14 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_DEADLINE": 2.5,  # one HTTP request: every guarded call in it together
     # Observability.
     "HISTORY_SIZE": 20,  # recent transitions kept for the admin page
+    # The fleet's figures on the breaker page (resilience/fleet/): each web or
+    # Celery process publishes its counts to the shared store this often (0: never).
+    "FLEET_REPORT_INTERVAL": 1.0,
+    # A process not heard from for this long drops off the page's list of processes.
+    "FLEET_PROCESS_TIMEOUT": 15.0,
+    # "web", "celery"...: how the history and the page name this process (None: from
+    # the program, see resilience/process.py). Setting it makes the process report.
+    "PROCESS_ROLE": None,
     "BREAKERS": {},  # per-breaker overrides: {"questdb": {"FAILURE_THRESHOLD": 3}}
 }
 
@@ -87,7 +95,13 @@ ENVIRONMENT: dict[str, tuple[str, type]] = {
 }
 
 # Keys a per-breaker override may set: everything that shapes one breaker.
-BREAKER_KEYS = frozenset(DEFAULTS) - {"BREAKERS", "REQUEST_DEADLINE"}
+BREAKER_KEYS = frozenset(DEFAULTS) - {
+    "BREAKERS",
+    "REQUEST_DEADLINE",
+    "FLEET_REPORT_INTERVAL",
+    "FLEET_PROCESS_TIMEOUT",
+    "PROCESS_ROLE",
+}
 
 Problem = tuple[str, str, str]  # (check id, message, hint)
 
@@ -139,6 +153,24 @@ RULES: list[Rule] = [
     ),
     Rule("MAX_RECOVERY_TIMEOUT", "E008", lambda v: number(v) and v > 0, "a positive number"),
     Rule("HISTORY_SIZE", "E013", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule(
+        "FLEET_REPORT_INTERVAL",
+        "E016",
+        lambda v: number(v) and 0 <= v <= 60,
+        "a number of seconds from 0 (off) to 60",
+    ),
+    Rule(
+        "FLEET_PROCESS_TIMEOUT",
+        "E016",
+        lambda v: number(v) and v > 0,
+        "a positive number of seconds",
+    ),
+    Rule(
+        "PROCESS_ROLE",
+        "E017",
+        lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 40),
+        'None (detected) or a short name such as "web" or "celery"',
+    ),
 ]
 _RULES_BY_KEY = {rule.key: rule for rule in RULES}
 
@@ -221,6 +253,17 @@ def _combination_problems(config: Mapping[str, Any], scope: str) -> list[Problem
                 f"{where(scope, 'REQUEST_DEADLINE')} ({request:g} s) is shorter than "
                 f"CALL_DEADLINE ({call:g} s): calls in a request are cut to the request's budget.",
                 "Make REQUEST_DEADLINE at least CALL_DEADLINE, or lower CALL_DEADLINE.",
+            )
+        )
+    report, timeout = get("FLEET_REPORT_INTERVAL"), get("FLEET_PROCESS_TIMEOUT")
+    if report and timeout is not None and timeout <= 2 * report:
+        problems.append(
+            (
+                "E016",
+                f"{where(scope, 'FLEET_PROCESS_TIMEOUT')} ({timeout:g} s) is not more than two "
+                f"reports (FLEET_REPORT_INTERVAL, {report:g} s): live processes would flicker "
+                "off the breaker page.",
+                "Make FLEET_PROCESS_TIMEOUT more than twice FLEET_REPORT_INTERVAL.",
             )
         )
     query = get("QUERY_TIMEOUT")

@@ -46,7 +46,17 @@ def get_breaker(name: str) -> CircuitBreaker:
             config = breaker_config(name)
             store = _store_for(config["STORE"], dict(config["STORE_OPTIONS"]))
             breaker = _breakers[name] = CircuitBreaker.from_config(name, config, store=store)
+            _report(breaker)
     return breaker
+
+
+def _report(breaker: CircuitBreaker) -> None:
+    """Web and Celery processes publish their figures to the fleet (resilience/fleet/)."""
+    from . import fleet
+    from .process import reports_to_fleet
+
+    if reports_to_fleet():
+        fleet.watch(breaker)
 
 
 def all_breakers() -> list[CircuitBreaker]:
@@ -58,15 +68,20 @@ def all_breakers() -> list[CircuitBreaker]:
 
 def reset_registry() -> None:
     """Forget every breaker and store (their shared state, if any, stays where it is)."""
+    from .fleet import reporter
+
     with _lock:
         _breakers.clear()
         _stores.clear()
+    reporter().forget()
 
 
 @receiver(setting_changed)
 def _reset_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {"RESILIENCE", "CACHES"}:
+        from .process import forget_identity
         from .sharedcache import reset_shared_caches
 
         reset_registry()
         reset_shared_caches()
+        forget_identity()

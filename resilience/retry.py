@@ -187,6 +187,7 @@ class RetryRun:
             if self.policy.attempts <= 1
             else Retrying(sleep=self.clock.sleep, **self.strategies()).wraps(attempt)
         )
+        started = self.clock.monotonic()
         try:
             return retrying()
         except Exception as exc:
@@ -194,6 +195,8 @@ class RetryRun:
             if failure is exc:
                 raise
             raise failure from exc
+        finally:
+            self._timed(started)
 
     async def call_async(self, fn: Callable[[], Awaitable[R]], *, clock: Clock | None = None) -> R:
         """The async twin; each attempt is also cut off when the budget runs out."""
@@ -212,6 +215,7 @@ class RetryRun:
                 raise
 
         retrying = AsyncRetrying(sleep=self.clock.async_sleep, **self.strategies())
+        started = self.clock.monotonic()
         try:
             return await retrying(attempt)
         except Exception as exc:
@@ -219,3 +223,15 @@ class RetryRun:
             if failure is exc:
                 raise
             raise failure from exc
+        finally:
+            self._timed(started)
+
+    def _timed(self, started: float) -> None:
+        """The call's latency, attempts and waits included, for the fleet figures.
+
+        The guarded call is already timed here (its deadline runs on this
+        clock), so the breaker's own closed path stays a counter bump.
+        A call that never started an attempt took no time worth showing.
+        """
+        if self.breaker is not None and self.attempts:
+            self.breaker.note_latency(self.clock.monotonic() - started)

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Runs the whole test suite from nothing: Python packages, Debian's redis-server
-# and faketime, and Toxiproxy are installed here; QuestDB (fetched from Maven
-# Central), Redis, Toxiproxy, Celery and gunicorn are started and stopped by the
-# tests' fixtures.
+# Runs the whole test suite from nothing: Python packages, Debian's redis-server,
+# faketime, chromium and chromium-driver, and Toxiproxy are installed here; QuestDB
+# (fetched from Maven Central), Redis, Toxiproxy, Celery, gunicorn and a headless
+# chromium are started and stopped by the tests' fixtures.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+APT_UPDATED=""
 
 apt_install() {
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q "$@"
+    if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -q && APT_UPDATED=1; fi
+    $SUDO apt-get install -y -q "$@"
 }
 
 ensure_redis() {
@@ -26,6 +28,13 @@ ensure_faketime() {
     apt_install faketime
 }
 
+ensure_chromium() {
+    # tests/test_browser.py drives Debian's chromium through its matching chromedriver.
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && return
+    log "Installing chromium and chromium-driver (Debian)"
+    apt_install chromium chromium-driver
+}
+
 ensure_toxiproxy() {
     export TOXIPROXY_SERVER="$PWD/var/bin/toxiproxy-server"
     [ -x "$TOXIPROXY_SERVER" ] && return
@@ -38,6 +47,7 @@ ensure_toxiproxy() {
 ensure_venv
 ensure_redis
 ensure_faketime
+ensure_chromium
 ensure_toxiproxy
 log "Linting"
 "$VENV/bin/ruff" check .

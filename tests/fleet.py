@@ -205,6 +205,44 @@ class Fleet:
         return StaffLoad(self.base_url, cookies, paths, pause=pause, timeout=timeout)
 
 
+@dataclass
+class CeleryWorker:
+    """`celery -A questdash worker -B` beside a ``Fleet``: its settings, Redis and QuestDB."""
+
+    site: Fleet
+    concurrency: int = 1
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.site.workdir / "celery.log"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "celery"), "-A", "questdash", "worker", "-B",
+                 "--loglevel", "INFO", "--concurrency", str(self.concurrency),
+                 "--without-gossip", "--without-mingle"],
+                cwd=ROOT, env=self.site.env(), stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process is not None:
+            terminate(self.process, 20)  # warm shutdown: the worker and its beat
+            self.process = None
+
+
+def terminate(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL to its whole process group if it is not gone in ``timeout`` s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
 def rotate(items: tuple[str, ...], by: int) -> list[str]:
     by %= len(items)
     return [*items[by:], *items[:by]]

@@ -295,7 +295,8 @@ def test_stopped_questdb_shows_the_banner_and_the_last_good_first_page(viewer):
     assert response.status_code == 200
     assert "QuestDB unavailable: showing the first page from" in html
     assert "old." in html
-    assert "database_unavailable" in html
+    assert "QuestDB refused the connection" in html  # the reason in words
+    assert "database_unavailable" not in html  # the machine code stays in the JSON
     assert table_rows(response) == 1 + len(first_page)  # header and the copy's rows
     assert all(symbol in html for symbol, _, _ in first_page)
     assert PASSWORD not in html
@@ -314,7 +315,7 @@ def test_no_copy_means_an_empty_list_with_the_reason(viewer):
     assert int(response["Retry-After"]) >= 1
     assert "QuestDB unavailable." in html and "No saved copy of this list yet." in html
     assert "No rows to show." in html
-    assert "database_unavailable" in html
+    assert "QuestDB refused the connection" in html and "database_unavailable" not in html
 
 
 def test_open_breaker_serves_the_copy_without_touching_questdb(viewer, connect_attempts):
@@ -330,7 +331,7 @@ def test_open_breaker_serves_the_copy_without_touching_questdb(viewer, connect_a
     html = response.content.decode()
     assert response.status_code == 200
     assert "QuestDB breaker: OPEN" in html
-    assert "circuit_open" in html
+    assert "An operator switched QuestDB off for the dashboard (breaker forced open)." in html
     assert table_rows(response) == 1 + 2 * sum(len(s.positions) for s in seed.SESSIONS)
     assert connect_attempts == []
 

@@ -9,6 +9,7 @@ from django import template
 from django.template.defaultfilters import date, floatformat
 
 from questdash.dashboard import finite, present
+from questdash.reasons import in_words as reason_in_words
 
 register = template.Library()
 
@@ -34,3 +35,9 @@ def number(value: Any, digits: str = "-2") -> str:
 def when(value: Any, fmt: str = "Y-m-d H:i") -> str:
     """``date`` of a datetime; a dash for anything else."""
     return date(value, fmt) if isinstance(value, datetime.datetime) else DASH
+
+
+@register.filter
+def in_words(reason: str | None) -> str | None:
+    """An envelope's machine reason as a sentence for staff (questdash.reasons)."""
+    return reason_in_words(reason)

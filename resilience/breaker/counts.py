@@ -6,9 +6,13 @@ Kept apart from the state machine, as Resilience4j keeps its
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 from collections import deque
+
+# Upper bounds (seconds) of the latency bins; one more bin holds everything slower.
+LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Tally:
@@ -34,10 +38,39 @@ class Tally:
         self._lock = threading.Lock()
 
 
-class CallCounts:
-    """This process's calls through one breaker, by outcome."""
+class Latencies:
+    """How long calls took, in fixed bins (a histogram): one ``Tally`` bump per timed call.
 
-    __slots__ = ("failures", "ignored", "probes", "rejections", "retries", "successes")
+    Fixed bins add up across processes, which percentiles of each process would not.
+    """
+
+    __slots__ = ("_bins",)
+
+    def __init__(self) -> None:
+        self._bins = tuple(Tally() for _ in range(len(LATENCY_BOUNDS) + 1))
+
+    def observe(self, seconds: float) -> None:
+        self._bins[bisect.bisect_left(LATENCY_BOUNDS, seconds)].add()
+
+    def values(self) -> list[int]:
+        """The count of each bin so far (cumulative; the fleet reporter takes differences)."""
+        return [tally.value for tally in self._bins]
+
+    def after_fork(self) -> None:
+        for tally in self._bins:
+            tally.after_fork()
+
+
+class CallCounts:
+    """This process's calls through one breaker, by outcome, and how long the timed ones took.
+
+    Cumulative, never reset: the fleet reporter (resilience/fleet/) reads
+    them in the background and publishes the differences, so a call costs
+    one counter bump and no I/O.
+    """
+
+    TALLIES = ("failures", "ignored", "probes", "rejections", "retries", "successes")
+    __slots__ = (*TALLIES, "latency")
 
     def __init__(self) -> None:
         self.successes = Tally()
@@ -46,13 +79,15 @@ class CallCounts:
         self.ignored = Tally()
         self.retries = Tally()
         self.probes = Tally()
+        self.latency = Latencies()
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name).value for name in sorted(self.__slots__)}
+        return {name: getattr(self, name).value for name in self.TALLIES}
 
     def after_fork(self) -> None:
-        for name in self.__slots__:
+        for name in self.TALLIES:
             getattr(self, name).after_fork()
+        self.latency.after_fork()
 
 
 class FailureWindow:

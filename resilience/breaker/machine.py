@@ -27,7 +27,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +38,7 @@ from ..clock import Clock, iso_utc
 from ..conf import BreakerConfig
 from ..errors import CircuitOpenError, Kind, classify, describe, is_connection_error, scrub
 from ..logs import log_event
+from ..process import identity
 from ..signals import call_failed, call_rejected, call_succeeded, state_changed
 from ..state import Record, State
 from ..stores import BreakerStore, Cell, LocalStore
@@ -65,8 +65,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def this_process() -> str:
-    """Who made a decision, as the shared history shows it."""
-    return f"pid {os.getpid()}@{socket.gethostname()}"
+    """Who made a decision, as the shared history shows it: "web pid 812@host-1"."""
+    return identity().actor
 
 
 class Outcome(enum.Enum):
@@ -345,6 +345,20 @@ class CircuitBreaker(CallStyles):
     def note_retry(self) -> None:
         """Count a retry made on this breaker's behalf (for snapshot counters)."""
         self._counts.retries.add()
+
+    def note_latency(self, seconds: float) -> None:
+        """How long a call took, from whoever already timed it (the guard's retry run)."""
+        self._counts.latency.observe(seconds)
+
+    @property
+    def counts(self) -> CallCounts:
+        """This process's cumulative counts (what the fleet reporter publishes)."""
+        return self._counts
+
+    @property
+    def last_failure(self) -> tuple[str | None, str | None, float | None]:
+        """This process's last counted failure: (error, error type, when on the store's clock)."""
+        return self._last_error, self._last_error_type, self._last_failure_at
 
     # state
 

@@ -62,6 +62,8 @@ def configure() -> Counting:
         RESILIENCE={
             "STORE": "resilience.stores.CacheStore",
             "STORE_OPTIONS": {"SYNC_INTERVAL": 0.5, "OUTAGE_RETRY_INTERVAL": OUTAGE_RETRY_INTERVAL},
+            "PROCESS_ROLE": os.environ.get("WORKER_ROLE") or None,
+            "FLEET_PROCESS_TIMEOUT": float(os.environ.get("FLEET_TIMEOUT") or 15),
         },
         USE_TZ=True,
     )
@@ -127,6 +129,23 @@ class Worker:
         except CircuitOpenError as exc:
             return "rejected:" + exc.reason
         return "ok"
+
+    def report(self, name: str, interval: float) -> dict:
+        """Publish this breaker's figures to the fleet, as a web or Celery process does."""
+        from resilience import fleet
+        from resilience.process import identity
+
+        fleet.watch(self.breakers[name], interval=interval)
+        return {"reporting": identity().actor}
+
+    def burst(self, name: str, ok: int, failed: int) -> dict:
+        """``ok`` successful calls and ``failed`` refused ones, each timed as the guard does."""
+        breaker = self.breakers[name]
+        for outcome, count in (("ok", ok), ("fail", failed)):
+            for _ in range(count):
+                self.call(name, outcome)
+                breaker.note_latency(0.002 if outcome == "ok" else 0.2)
+        return {"done": ok + failed}
 
     def snapshot(self, name: str) -> dict:
         breaker = self.breakers[name]

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import redis
 
-from .redis_worker import start_workers
+from .redis_worker import WorkerProcess, start_workers
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,55 @@ def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_se
         second.ask("snapshot", name=name)["opened_at"]
         == first.ask("snapshot", name=name)["opened_at"]
     )
+
+
+def test_fleet_figures_add_up_across_real_processes(redis_url, tmp_path, settings):
+    """Three processes report through their own threads; this one reads the sum from Redis."""
+    from resilience import fleet
+    from resilience.breaker import get_breaker
+
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(url).flushdb()
+    roles = ["web", "web", "celery"]
+    # idle processes report every 0.5 s; one silent for 1.5 s drops off
+    env = {"FLEET_TIMEOUT": "1.5"}
+    workers = [WorkerProcess(url, tmp_path, env={**env, "WORKER_ROLE": role}) for role in roles]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        for number, worker in enumerate(workers, 1):
+            worker.ask("make", name="questdb", threshold=100, recovery=60)
+            assert worker.ask("report", name="questdb", interval=0.2)["reporting"].startswith(
+                f"{roles[number - 1]} pid "
+            )
+            worker.ask("burst", name="questdb", ok=10 * number, failed=number)
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        }
+        settings.RESILIENCE = {"STORE": "resilience.stores.CacheStore"}
+        breaker = get_breaker("questdb")
+
+        def view() -> fleet.FleetView:
+            return fleet.fleet_view(breaker, timeout=1.5)
+
+        deadline = time.monotonic() + 10
+        while (seen := view()).window(60).calls < 66 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        minute = seen.window(60)
+        assert (minute.success, minute.failure, minute.rejected) == (60, 6, 0)
+        assert minute.error_rate == round(100 * 6 / 66, 1)
+        assert sorted(p.role for p in seen.processes) == ["celery", "web", "web"]
+        assert {p.pid for p in seen.processes} == {w.process.pid for w in workers}
+        assert seen.timed_calls == 66 and seen.p50 < 0.0025 and 0.1 < seen.p99 <= 0.25
+
+        workers[2].process.kill()  # dies without a word
+        workers[2].process.wait(5)
+        deadline = time.monotonic() + 10
+        while len(view().processes) == 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        after = view()
+        assert sorted(p.role for p in after.processes) == ["web", "web"]
+        assert after.window(60).calls == 66  # its calls were real: they still count
+    finally:
+        for worker in workers:
+            worker.close()
