@@ -85,7 +85,13 @@ class Guard:
         return get_breaker(self._breaker)
 
     def _start(self, breaker: CircuitBreaker) -> tuple[Permit, RetryRun, tuple[Any, Any]]:
-        """Take the permit, plan the retries and make the deadline current."""
+        """Take the permit, plan the retries and make the deadline current.
+
+        The permit first: a refusal (every call while the breaker is open)
+        then costs nothing more; what follows only builds objects from
+        settings that were checked at startup.
+        """
+        permit = self._acquire(breaker)
         config = breaker_config(breaker.name)
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
@@ -96,7 +102,6 @@ class Guard:
         clock = self._clock or breaker.clock
         budget = float(config["CALL_DEADLINE"] if self._deadline is None else self._deadline)
         deadline = Deadline.within(budget, clock=clock)
-        permit = self._acquire(breaker)
         run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
         return permit, run, _enter(deadline, _guarding.get() | {breaker.name})
 
@@ -148,7 +153,7 @@ class Guard:
             return breaker.acquire()
         except CircuitOpenError as exc:
             exc.operation = self.operation
-            self._log(breaker, exc, logging.WARNING, next_probe_at=iso_utc(exc.next_probe_at))
+            self._log(breaker, exc, logging.WARNING, probe=True)
             raise
 
     def _failed(
@@ -175,9 +180,26 @@ class Guard:
         return failure
 
     def _log(
-        self, breaker: CircuitBreaker, failure: GuardedCallError, level: int, **extra: Any
+        self,
+        breaker: CircuitBreaker,
+        failure: GuardedCallError,
+        level: int,
+        *,
+        probe: bool = False,
+        **extra: Any,
     ) -> None:
-        """The contract's failure event; a refusal has no traceback worth logging."""
+        """The contract's failure event; a refusal has no traceback worth logging.
+
+        The breaker's state (and, with ``probe``, when the next probe is due) are
+        read only for a line that is written: most are summed up (``Summary``).
+        """
+
+        def more() -> dict[str, Any]:
+            state = {"breaker_state": breaker.public_state}
+            if probe:
+                state["next_probe_at"] = iso_utc(getattr(failure, "next_probe_at", None))
+            return state
+
         log_failure(
             logger,
             self._event(breaker),
@@ -186,8 +208,8 @@ class Guard:
             level=level,
             traceback=not isinstance(failure, CircuitOpenError),
             summary=_summary,
+            more=more,
             breaker=breaker.name,
-            breaker_state=breaker.public_state,
             **extra,
         )
 
