@@ -352,14 +352,17 @@ class CachedFallback:
         since = copy.cached_at if copy is not None else None
         keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
         breaker = get_breaker(self.breaker_name)
-        while (left := until - self.clock.monotonic()) > 0:
-            self.clock.sleep(min(POLL, left))
+        holder: Any = None  # the token of the lock whose refresh this request waits for
+        first = True
+        while first or (left := until - self.clock.monotonic()) > 0:
+            if not first:
+                self.clock.sleep(min(POLL, left))
+            first = False
             # Opened: the refresh we wait for will fail. Half-open: it is a probe, which
             # may take its whole deadline. Either way nobody waits on it: answer now.
             if (state := breaker.state) is not State.CLOSED:
-                return self._degraded(
-                    copy, f"{CIRCUIT_OPEN}: {breaker.name} {state.value} meanwhile"
-                )
+                change = "opened" if state is State.OPEN else "went half-open"
+                return self._degraded(copy, f"{CIRCUIT_OPEN}: {breaker.name} {change} meanwhile")
             try:
                 found = self.shared.run(lambda cache: cache.get_many(keys))
             except CacheUnavailable:
@@ -371,7 +374,11 @@ class CachedFallback:
                 waited = self.clock.monotonic() - began
                 if 0.0 <= self._age(newer) <= max(self.fresh_for, waited):
                     return self._ok(newer)
-            if keys[1] not in found:  # it finished without a newer copy: say why
+            token = found.get(keys[1])
+            holder = token if holder is None else holder
+            # It finished without a newer copy: say why. A new lock is another request's
+            # refresh: waiting for that one too would add its time to ours.
+            if token is None or token != holder:
                 failure = found.get(keys[2]) or {}
                 reason = failure.get("reason") or "refresh_in_progress: the refresh ended"
                 return self._degraded(newer or copy, reason, failure.get("retry_after"))
