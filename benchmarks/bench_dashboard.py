@@ -74,25 +74,30 @@ def measure(sql: str, rounds: int, calls: int) -> dict[str, list[float]]:
     """Microseconds per call, one figure per round for each way."""
     fns = ways(sql)
     nested = fns.pop("nested")
-    samples: dict[str, list[float]] = {name: [] for name in WAYS}
+    samples: dict[str, list[float]] = {n: [] for name in WAYS for n in (name, f"{name}, CPU")}
     for fn in fns.values():
         for _ in range(20):  # warm up: connect, prepare (prepare_threshold)
             fn()
 
-    def timed(fn: Callable[[], object]) -> float:
-        started = time.perf_counter()
+    def timed(fn: Callable[[], object]) -> tuple[float, float]:
+        started, cpu = time.perf_counter(), time.thread_time()
         for _ in range(calls):
             fn()
-        return (time.perf_counter() - started) / calls * 1e6
+        return (
+            (time.perf_counter() - started) / calls * 1e6,
+            (time.thread_time() - cpu) / calls * 1e6,
+        )
 
-    def inside_one_operation() -> float:
+    def inside_one_operation() -> tuple[float, float]:
         return questdb_call("bench", lambda: timed(nested), retry=False)
 
     order = [*fns.items(), (WAYS[3], inside_one_operation)]
     for i in range(rounds):
         turn = order[i % len(order) :] + order[: i % len(order)]
         for name, fn in turn:
-            samples[name].append(fn() if name == WAYS[3] else timed(fn))
+            wall, cpu = fn() if name == WAYS[3] else timed(fn)
+            samples[name].append(wall)
+            samples[f"{name}, CPU"].append(cpu)
     return samples
 
 
@@ -103,9 +108,11 @@ def summary(samples: dict[str, list[float]]) -> dict[str, float]:
 
     result = {name: statistics.median(values) for name, values in samples.items()}
     for name in WAYS[2:]:
+        result[f"{name} - stock, CPU"] = paired(f"{name}, CPU", f"{WAYS[1]}, CPU", float.__sub__)
         result[f"{name} - stock"] = paired(name, WAYS[1], float.__sub__)
+        result[f"{name} / stock"] = paired(name, WAYS[1], float.__truediv__)
         result[f"{name} / raw"] = paired(name, WAYS[0], float.__truediv__)
-    result["stock - raw"] = paired(WAYS[1], WAYS[0], float.__sub__)
+    result["stock - raw, CPU"] = paired(f"{WAYS[1]}, CPU", f"{WAYS[0]}, CPU", float.__sub__)
     return result
 
 
@@ -128,18 +135,24 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, QuestDB {localdb.QUESTDB_VERSION}, one connection; "
           f"{args.rounds} interleaved rounds of {args.calls} calls per way, {args.runs} runs; "
           f"1-min load average {min(load):.1f} to {max(load):.1f} (2 cores)\n")  # fmt: skip
-    keys = [*WAYS, *(f"{w} - stock" for w in WAYS[2:]), "stock - raw", *(
-        f"{w} / raw" for w in WAYS[2:])]  # fmt: skip
+    keys = [
+        *WAYS, *(f"{w}, CPU" for w in WAYS),
+        *(f"{w} - stock, CPU" for w in WAYS[2:]), "stock - raw, CPU",
+        *(f"{w} - stock" for w in WAYS[2:]),
+        *(f"{w} / {b}" for w in WAYS[2:] for b in ("stock", "raw")),
+    ]  # fmt: skip
     for label in STATEMENTS:
         runs = results[label]
-        print(f"{label}: microseconds per statement (each run; spread = (max - min) / median)")
+        print(f"{label}: microseconds per statement, wall clock unless CPU (this thread's "
+              "time: what the client adds, without the wait for QuestDB); each run, and "
+              "spread = (max - min) / median")  # fmt: skip
         for key in keys:
             values = [r[key] for r in runs]
             middle = statistics.median(values)
             spread = (max(values) - min(values)) / abs(middle) if middle else 0.0
-            unit = "x" if key.endswith("/ raw") else " us"
+            unit = "x" if " / " in key else " us"
             shown = "  ".join(f"{v:>8.2f}" if unit == "x" else f"{v:>8.1f}" for v in values)
-            print(f"  {key:<30}{shown}{unit}   spread {spread:>5.1%}")
+            print(f"  {key:<36}{shown}{unit}   spread {spread:>5.1%}")
         print()
 
 

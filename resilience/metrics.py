@@ -167,16 +167,29 @@ def _on_state_changed(sender: Any, name: str, old: Any, new: Any, **kwargs: Any)
     TRANSITIONS.labels(name, str(old), str(new)).inc()
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: it is on every call's path (and every
+    statement's), where prometheus_client's own lookup takes a lock and checks each label."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def _on_call_succeeded(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "success").inc()
+    _child(CALLS, name, "success").inc()
 
 
 def _on_call_failed(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "failure").inc()
+    _child(CALLS, name, "failure").inc()
 
 
 def _on_call_rejected(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "rejected").inc()
+    _child(CALLS, name, "rejected").inc()
 
 
 def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: Any) -> None:
@@ -184,7 +197,7 @@ def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: An
 
 
 def _on_fallback_served(sender: Any, query: str, status: str, **kwargs: Any) -> None:
-    FALLBACK_SERVED.labels(query, status).inc()
+    _child(FALLBACK_SERVED, query, status).inc()
 
 
 def _timer(alias: str) -> Callable[..., Any]:
@@ -196,7 +209,7 @@ def _timer(alias: str) -> Callable[..., Any]:
             outcome = "ok"
             return result
         finally:
-            QUERY_LATENCY.labels(alias, outcome).observe(time.perf_counter() - started)
+            _child(QUERY_LATENCY, alias, outcome).observe(time.perf_counter() - started)
 
     execute_wrapper.resilience_timer = True  # type: ignore[attr-defined]
     return execute_wrapper
