@@ -24,9 +24,12 @@ from django.db import connections
 
 from questdash.db.backend.operations import as_utc
 from questdash.db.router import QUESTDB_ALIAS
-from resilience.logs import log_event
+from resilience.logs import Summary
 
 logger = logging.getLogger("questdash.dashboard")
+# Bad rows come back on every read until someone fixes them: a line per read, reason and
+# minute, and the reads in between at DEBUG.
+_summary = Summary(logger)
 
 Row = dict[str, Any]
 
@@ -55,9 +58,9 @@ def _renderable(rows: list[Row], read: str, *required: str) -> list[Row]:
     """The rows with every ``required`` value present; the rest are logged and left out."""
     kept = [row for row in rows if all(present(row[key]) for key in required)]
     if dropped := len(rows) - len(kept):
-        log_event(logger, logging.WARNING, "questdash.dashboard.rows_dropped",
-                  read=read, dropped=dropped, kept=len(kept),
-                  reason=f"NULL or empty {' or '.join(required)}")  # fmt: skip
+        reason = f"NULL or empty {' or '.join(required)}"
+        _summary.note((read, reason), logging.WARNING, "questdash.dashboard.rows_dropped",
+                      read=read, dropped=dropped, kept=len(kept), reason=reason)  # fmt: skip
     return kept
 
 

@@ -14,6 +14,11 @@ beat stops: taking healthy web workers out of service or restarting them
 cannot fix QuestDB, and would turn a database outage (which the dashboard
 rides out on its last good copies) into a site outage.
 
+``/ht/live/`` is asked every few seconds by every orchestrator, so it costs
+almost nothing: each process answers from its own result of the same checks
+while that is younger than ``LIVE_FOR`` (1 s), with no event loop, no
+thread, no database or cache write per call.
+
 Anonymous callers get each check's name and status; failure detail (hosts,
 ports, errors) is for a staff session or ``Authorization: Bearer
 <HEALTH_TOKEN>`` (``resilience.health.DisclosingHealthCheckView``). A
@@ -24,15 +29,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import threading
+import time
+from typing import Any, ClassVar
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import connections
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
+from django.views import View
 from health_check import Database, HealthCheck
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import MediaType
 
 from resilience.breaker import get_breaker
+from resilience.disclosure import may_see_detail
 from resilience.errors import CircuitOpenError, describe
 from resilience.health import (
     BreakerState,
@@ -181,5 +195,69 @@ class ReadinessView(SiteHealthView):
         return process_checks()
 
 
+LIVE_FOR = 1.0  # seconds one process's liveness answer is given again
+LIVE_ANSWERS_MAX = 32  # different answers kept (format, Accept, host, detail): a bound
+
+
+@dataclasses.dataclass(frozen=True)
+class _Answer:
+    at: float  # monotonic
+    status: int
+    content: bytes
+    headers: tuple[tuple[str, str], ...]
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(self.content, status=self.status)
+        for name, value in self.headers:
+            response[name] = value
+        return response
+
+
 class LivenessView(ReadinessView):
-    """/ht/live/: the same checks, for restart decisions; 200 through a QuestDB outage."""
+    """/ht/live/: the same checks, for restart decisions; 200 through a QuestDB outage.
+
+    A synchronous view: Django runs the library's asynchronous one in a new
+    event loop and thread per request, and its checks in new threads of
+    their own, each with a new database connection; that made liveness
+    dearer than a dashboard read. Here that happens at most once per
+    ``LIVE_FOR`` seconds per process and kind of answer; the calls in
+    between get the same answer, status and body.
+    """
+
+    answers: ClassVar[dict[tuple[Any, ...], _Answer]] = {}
+    refreshing: ClassVar[threading.Lock] = threading.Lock()
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = View.dispatch(self, request, *args, **kwargs)
+        patch_vary_headers(response, ["Accept"])  # as the library's dispatch does
+        add_never_cache_headers(response)
+        return response
+
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:  # type: ignore[override]
+        detail = may_see_detail(request, self.token_setting)
+        key = (request.GET.get("format"), request.headers.get("Accept"), request.get_host(), detail)
+        answer = self.answers.get(key)
+        if answer is not None and (
+            time.monotonic() - answer.at < LIVE_FOR or not self.refreshing.acquire(blocking=False)
+        ):
+            return answer.response()  # young, or another thread is checking now
+        locked = answer is not None
+        try:
+            response = async_to_sync(super().get)(request, *args, **kwargs)
+            if hasattr(response, "render"):
+                response.render()
+            answer = _Answer(time.monotonic(), response.status_code, response.content,
+                             tuple(response.items()))  # fmt: skip
+            if len(self.answers) >= LIVE_ANSWERS_MAX:
+                self.answers.clear()
+            self.answers[key] = answer
+        finally:
+            if locked:
+                self.refreshing.release()
+        return answer.response()
+
+
+@receiver(setting_changed)
+def _forget_live_answers(**kwargs: Any) -> None:
+    """A test that changes the cache or the database wants its own answer at once."""
+    LivenessView.answers.clear()

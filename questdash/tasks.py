@@ -26,7 +26,7 @@ from django.conf import settings
 
 from resilience.breaker import get_breaker
 from resilience.health import record_heartbeat
-from resilience.logs import log_event
+from resilience.logs import Summary, log_event
 
 from .db.router import QUESTDB_ALIAS
 from .sections import LOADERS, section
@@ -34,6 +34,9 @@ from .sections import LOADERS, section
 logger = logging.getLogger("questdash.tasks")
 
 HEARTBEAT = "celery-beat"
+# A refresh that degrades does so every interval of an outage: one WARNING per section
+# and minute, the rest at DEBUG (the next line says how many).
+_summary = Summary(logger)
 
 
 @shared_task(name="questdash.tasks.refresh_dashboard", ignore_result=True)
@@ -63,14 +66,15 @@ def refresh_section(slug: str) -> str:
     """Refresh one section's last-known-good copy through the guard; returns its status."""
     started = time.monotonic()
     envelope = section(slug).refresh()
-    log_event(
-        logger,
-        logging.INFO if envelope.status == "ok" else logging.WARNING,
-        "questdash.refresh.done",
-        section=slug,
-        status=envelope.status,
-        reason=envelope.reason,
-        breaker=envelope.breaker,
-        duration_ms=round((time.monotonic() - started) * 1000, 1),
-    )
+    data = {
+        "section": slug,
+        "status": envelope.status,
+        "reason": envelope.reason,
+        "breaker": envelope.breaker,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+    if envelope.status == "ok":
+        log_event(logger, logging.INFO, "questdash.refresh.done", **data)
+    else:
+        _summary.note((slug,), logging.WARNING, "questdash.refresh.done", **data)
     return envelope.status

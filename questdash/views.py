@@ -6,10 +6,14 @@ callers that ask for JSON), a short HTML page elsewhere. Never a traceback.
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 
+from django.conf import settings
 from django.contrib import admin
-from django.core.serializers.json import DjangoJSONEncoder
+from django.contrib.auth.models import Permission
+from django.db import connections, router
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html
 from django.views import csrf, defaults
@@ -23,12 +27,14 @@ from .sections import LOADERS, section
 
 SAFE_METHODS = ("GET", "HEAD")
 MAX_ECHO = 40  # characters of a caller's input repeated in an error
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+_ANY_USER = -982_451_653  # stands for the user's id in the query built once (never an id)
 
 
-def envelope_response(envelope: Envelope) -> JsonResponse:
+def envelope_response(envelope: Envelope) -> HttpResponse:
     """The contract: 200 for ok and degraded, 503 with Retry-After for error."""
-    response = JsonResponse(
-        envelope.as_dict(), status=envelope.http_status, encoder=DjangoJSONEncoder
+    response = HttpResponse(
+        envelope.to_json(), status=envelope.http_status, content_type="application/json"
     )
     if envelope.status == "error":
         response["Retry-After"] = str(envelope.retry_after)
@@ -71,10 +77,9 @@ def section_api(request: HttpRequest, name: str) -> HttpResponse:
         return error_response(
             request, 401, "Authentication required: log in at /admin/ with a staff account."
         )
-    dashboard_admin = admin.site.get_model_admin(Dashboard)
     if not admin.site.has_permission(request):
         return error_response(request, 403, "Staff only: this account may not read the dashboard.")
-    if not dashboard_admin.has_view_permission(request):
+    if not may_view_dashboard(request):
         return error_response(
             request, 403, "This account lacks the questdash.view_dashboard permission: "
             "ask an administrator for it."
@@ -84,6 +89,50 @@ def section_api(request: HttpRequest, name: str) -> HttpResponse:
             request, 404, f"Unknown section {_echo(name)!r}.", sections=sorted(LOADERS)
         )
     return envelope_response(section(name).get())
+
+
+def may_view_dashboard(request: HttpRequest) -> bool:
+    """The admin's rule for the dashboard page (view or change permission), in one small query.
+
+    Django's ``has_perm`` loads every permission of the user and of their
+    groups through the ORM on each request: two queries, about 1 ms, most of
+    it spent building them, which made the permission check the API's
+    largest cost. With Django's own ``ModelBackend`` the same question is
+    one query built once per process (``_view_permission_query``) that
+    finds the one permission that matters (about 30 µs); any other backend
+    gets the admin's own check.
+    """
+    if list(settings.AUTHENTICATION_BACKENDS) != [MODEL_BACKEND]:
+        return admin.site.get_model_admin(Dashboard).has_view_permission(request)
+    user = request.user
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    alias, sql, params = _view_permission_query()
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [user.pk if value == _ANY_USER else value for value in params])
+        return cursor.fetchone() is not None
+
+
+@functools.cache
+def _view_permission_query() -> tuple[str, str, tuple]:
+    """ModelBackend's question for the dashboard: does the user, or one of their groups,
+    hold its view or change permission? SQL compiled by the ORM once (any user model)."""
+    opts = Dashboard._meta
+    codenames = [f"{action}_{opts.model_name}" for action in ("view", "change")]
+    query = (
+        Permission.objects.filter(
+            Q(user__pk=_ANY_USER) | Q(group__user__pk=_ANY_USER),
+            content_type__app_label=opts.app_label,
+            codename__in=codenames,
+        )
+        .order_by()
+        .values_list("pk")[:1]
+    )
+    alias = router.db_for_read(Permission)
+    sql, params = query.query.get_compiler(alias).as_sql()
+    return alias, sql, tuple(params)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -20,17 +20,28 @@ than ``fresh_for`` is served as it is, and only the holder of a short cache
 lock refreshes; the others wait for its result, at most as long as the
 request's budget allows, and then say why they have none (the refresher's
 own failure when it failed).
+
+An outage costs less than a healthy request, not more: each process serves
+a copy it holds while that copy is young, without a cache round trip; while
+the breaker is not closed nobody waits for anybody (no lock is taken, the
+breaker answers at once, and a probe is bounded by its own deadline), and a
+process looks for a newer copy in the cache at most every ``RECHECK``
+seconds. The JSON of a copy's data is encoded once, not once per request.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from django.core.serializers.json import DjangoJSONEncoder
 
 from .breaker import get_breaker
 from .clock import Clock
@@ -53,6 +64,9 @@ LOCK_PREFIX = "resilience:refreshing:"
 FAILED_PREFIX = "resilience:refreshfailed:"
 DEFAULT_RETRY_AFTER = 5  # seconds, when no probe time is known
 POLL = 0.05  # seconds between looks while another request refreshes
+# While the breaker refuses, a process serves the copy it holds and looks in the
+# cache for a newer one (another process's probe may have stored it) this often.
+RECHECK = 1.0
 # The reasons that say the dependency is out of reach (not a bad query, not a busy lock).
 DATABASE_UNAVAILABLE = "database_unavailable"
 CIRCUIT_OPEN = "circuit_open"
@@ -71,6 +85,7 @@ class Envelope:
     breaker: str
     retry_after: int | None = None
     age: float | None = None  # seconds, on the store's clock, when the envelope was made
+    copy: Copy | None = field(default=None, repr=False, compare=False)  # where data came from
 
     @property
     def age_seconds(self) -> float | None:
@@ -93,12 +108,39 @@ class Envelope:
             "breaker": self.breaker,
         }
 
+    def to_json(self) -> str:
+        """``as_dict()`` as JSON (DjangoJSONEncoder), the data's part encoded once per copy."""
+        data = self.copy.data_json if self.copy is not None else _dumps(self.data)
+        cached_at = self.cached_at.isoformat() if self.cached_at else None
+        dumps = json.dumps  # strings and None: the standard encoder says them alike, faster
+        return (
+            f'{{"status": {dumps(self.status)}, "data": {data}, "cached_at": {dumps(cached_at)}, '
+            f'"reason": {dumps(self.reason)}, "breaker": {dumps(str(self.breaker))}}}'
+        )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, cls=DjangoJSONEncoder)
+
 
 @dataclass(frozen=True)
 class Copy:
     data: list
     cached_at: datetime.datetime  # when it was read, on the store's clock
     read_at: float | None = None  # this process's monotonic clock, when it read the data itself
+
+    @functools.cached_property
+    def data_json(self) -> str:
+        """The data as JSON, encoded the first time a response needs it (copies are not changed)."""
+        return _dumps(self.data)
+
+
+@dataclass
+class Held:
+    """The copy this process holds for a query, and when it last looked in the cache."""
+
+    copy: Copy
+    checked_at: float  # monotonic
 
 
 def _copy(stored: Any) -> Copy | None:
@@ -160,10 +202,23 @@ class CachedFallback:
     # the three ways in
 
     def get(self) -> Envelope:
-        """What a request shows: a young copy, or a refresh by one caller for all."""
+        """What a request shows: a young copy, or a refresh by one caller for all.
+
+        While the breaker is not closed nobody takes the lock: the breaker
+        itself lets at most its probes through, and everyone else gets the
+        copy at once, without a cache write.
+        """
+        held = self.shared.memo.get(self.name)
+        if held is not None and self._fresh(held.copy):
+            return self._ok(held.copy)  # young enough: no round trip to the cache
+        closed = get_breaker(self.breaker_name).state is State.CLOSED
+        if not closed and held is not None and self._checked_within(held, RECHECK):
+            return self._refresh(held.copy, True, locked=False)
         copy, readable = self._last_good()
         if copy is not None and self._fresh(copy):
             return self._ok(copy)
+        if not closed:
+            return self._refresh(copy, readable, locked=False)
         lock = self._lock()
         if lock is None:
             return self._await_refresh(copy)
@@ -195,15 +250,26 @@ class CachedFallback:
 
     def _last_good(self) -> tuple[Copy | None, bool]:
         """The copy, and whether the cache could be read (False: this process's own copy)."""
-        memo = self.shared.memo.get(self.name)
+        held = self.shared.memo.get(self.name)
+        mine = held.copy if held is not None else None
         try:
             stored = _copy(self.shared.run(lambda cache: cache.get(self.key)))
         except CacheUnavailable:
-            return memo, False
+            return mine, False
         if stored is None:
-            return memo, True  # the store lost it (flushed, restarted empty): ours still counts
-        self.shared.memo[self.name] = stored
+            if held is not None:
+                held.checked_at = self.clock.monotonic()
+            return mine, True  # the store lost it (flushed, restarted empty): ours still counts
+        if mine is not None and mine.cached_at == stored.cached_at:
+            stored = mine  # the same copy: keep ours (its own read time, its encoded JSON)
+        self._hold(stored)
         return stored, True
+
+    def _hold(self, copy: Copy) -> None:
+        self.shared.memo[self.name] = Held(copy, self.clock.monotonic())
+
+    def _checked_within(self, held: Held, seconds: float) -> bool:
+        return 0.0 <= self.clock.monotonic() - held.checked_at < seconds
 
     def _store(self, copy: Copy) -> None:
         stored = {"data": copy.data, "cached_at": copy.cached_at}
@@ -223,28 +289,32 @@ class CachedFallback:
 
     # refreshing
 
-    def _refresh(self, copy: Copy | None, readable: bool) -> Envelope:
+    def _refresh(self, copy: Copy | None, readable: bool, *, locked: bool = True) -> Envelope:
+        """Query through the runner; ``locked``: others wait for this result (tell them why not)."""
         try:
             data = self.runner(self.operation, self.loader)
         except CircuitOpenError as exc:
-            return self._failed(copy, f"{CIRCUIT_OPEN}: {exc}", exc.retry_after)
+            return self._failed(copy, f"{CIRCUIT_OPEN}: {exc}", exc.retry_after, share=locked)
         except Exception as exc:  # noqa: BLE001 - any failure degrades; the guard logged it
             kind = DATABASE_UNAVAILABLE if is_unreachable(exc) else "query_error"
-            return self._failed(copy, f"{kind}: {scrub(describe(exc))}")
+            return self._failed(copy, f"{kind}: {scrub(describe(exc))}", share=locked)
         fresh = Copy(list(data), self._now(), read_at=self.clock.monotonic())
         known = copy is not None and bool(copy.data)
         if fresh.data or (readable and not known):
             self._store(fresh)
         if fresh.data or not known:
-            self.shared.memo[self.name] = fresh
+            self._hold(fresh)
         _summary.flush((self.name,), logging.INFO, "resilience.fallback.recovered", query=self.name)
         return self._ok(fresh)
 
-    def _failed(self, copy: Copy | None, reason: str, retry_after: int | None = None) -> Envelope:
-        """Serve the copy, and leave the reason where waiting requests will find it."""
-        failure = {"reason": reason, "retry_after": retry_after}
-        with contextlib.suppress(CacheUnavailable):
-            self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
+    def _failed(
+        self, copy: Copy | None, reason: str, retry_after: int | None = None, *, share: bool = True
+    ) -> Envelope:
+        """Serve the copy; ``share``: leave the reason where waiting requests will find it."""
+        if share:
+            failure = {"reason": reason, "retry_after": retry_after}
+            with contextlib.suppress(CacheUnavailable):
+                self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
         return self._degraded(copy, reason, retry_after)
 
     def _lock(self) -> tuple[str, float] | None:
@@ -282,22 +352,33 @@ class CachedFallback:
         since = copy.cached_at if copy is not None else None
         keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
         breaker = get_breaker(self.breaker_name)
-        while (left := until - self.clock.monotonic()) > 0:
-            self.clock.sleep(min(POLL, left))
-            if breaker.state is State.OPEN:  # the refresh we wait for will fail: answer now
-                return self._degraded(copy, f"{CIRCUIT_OPEN}: {breaker.name} opened meanwhile")
+        holder: Any = None  # the token of the lock whose refresh this request waits for
+        first = True
+        while first or (left := until - self.clock.monotonic()) > 0:
+            if not first:
+                self.clock.sleep(min(POLL, left))
+            first = False
+            # Opened: the refresh we wait for will fail. Half-open: it is a probe, which
+            # may take its whole deadline. Either way nobody waits on it: answer now.
+            if (state := breaker.state) is not State.CLOSED:
+                change = "opened" if state is State.OPEN else "went half-open"
+                return self._degraded(copy, f"{CIRCUIT_OPEN}: {breaker.name} {change} meanwhile")
             try:
                 found = self.shared.run(lambda cache: cache.get_many(keys))
             except CacheUnavailable:  # the cache went away: nobody can tell us; ask ourselves
                 return self._refresh(copy, readable=False)
             newer = _copy(found.get(self.key))
             if newer is not None and (since is None or newer.cached_at > since):
-                self.shared.memo[self.name] = newer
+                self._hold(newer)
                 # Read while this request waited for it: fresh for this request.
                 waited = self.clock.monotonic() - began
                 if 0.0 <= self._age(newer) <= max(self.fresh_for, waited):
                     return self._ok(newer)
-            if keys[1] not in found:  # it finished without a newer copy: say why
+            token = found.get(keys[1])
+            holder = token if holder is None else holder
+            # It finished without a newer copy: say why. A new lock is another request's
+            # refresh: waiting for that one too would add its time to ours.
+            if token is None or token != holder:
                 failure = found.get(keys[2]) or {}
                 reason = failure.get("reason") or "refresh_in_progress: the refresh ended"
                 return self._degraded(newer or copy, reason, failure.get("retry_after"))
@@ -310,7 +391,9 @@ class CachedFallback:
 
     def _ok(self, copy: Copy) -> Envelope:
         state = self._breaker_state()
-        return Envelope("ok", copy.data, copy.cached_at, None, state, age=self._age(copy))
+        return Envelope(
+            "ok", copy.data, copy.cached_at, None, state, age=self._age(copy), copy=copy
+        )
 
     def _degraded(
         self, copy: Copy | None, reason: str, retry_after: int | None = None, *, log: bool = True
@@ -325,22 +408,27 @@ class CachedFallback:
             self._log(copy, status, reason)
         if copy is None:
             return Envelope("error", None, None, reason, state, retry_after or DEFAULT_RETRY_AFTER)
-        return Envelope("degraded", copy.data, copy.cached_at, reason, state, age=self._age(copy))
+        return Envelope(
+            "degraded", copy.data, copy.cached_at, reason, state, age=self._age(copy), copy=copy
+        )
 
     def _log(self, copy: Copy | None, status: str, reason: str) -> None:
-        """One line per section, kind and minute, not one per request (logs.Summary)."""
-        kind = reason.split(":", 1)[0]
+        """One line per section and minute, not one per request (logs.Summary); the
+        requests in between are counted in the next line, and at DEBUG each has its own."""
         if copy is None:
             _summary.note((self.name,), logging.WARNING, "resilience.fallback.no_copy",
                           query=self.name, status=status, reason=reason)  # fmt: skip
             return
-        age = self._age(copy)
-        _summary.note(
-            (self.name,), logging.WARNING, "resilience.fallback.served",
-            query=self.name, status=status, kind=kind, reason=reason,
-            cached_at=copy.cached_at.isoformat(),
-            age_seconds=round(age, 1) if math.isfinite(age) else None,
-        )  # fmt: skip
+
+        def data() -> dict[str, Any]:
+            age = self._age(copy)
+            return {
+                "query": self.name, "status": status, "kind": reason.split(":", 1)[0],
+                "reason": reason, "cached_at": copy.cached_at.isoformat(),
+                "age_seconds": round(age, 1) if math.isfinite(age) else None,
+            }  # fmt: skip
+
+        _summary.record((self.name,), logging.WARNING, "resilience.fallback.served", data)
 
     def _breaker_state(self) -> str:
         return get_breaker(self.breaker_name).public_state

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from .breaker import CircuitBreaker, Permit, decorate
 from .clock import Clock, iso_utc
-from .conf import breaker_config
+from .conf import breaker_config, get_config
 from .deadline import (
     Deadline,
     activate,
@@ -85,20 +85,23 @@ class Guard:
         return get_breaker(self._breaker)
 
     def _start(self, breaker: CircuitBreaker) -> tuple[Permit, RetryRun, tuple[Any, Any]]:
-        """Take the permit, plan the retries and make the deadline current."""
-        config = breaker_config(breaker.name)
+        """Take the permit, plan the retries and make the deadline current.
+
+        The permit first: a refusal (every call while the breaker is open)
+        then costs nothing more; what follows only builds objects from
+        settings that were checked at startup.
+        """
+        permit = self._acquire(breaker)
+        plan = _plan(breaker.name)
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
         else:
-            policy = RetryPolicy.from_config(config)
-            if not self._retry:
-                policy = policy.without_retries()
+            policy = plan.retry if self._retry else plan.once
         clock = self._clock or breaker.clock
-        budget = float(config["CALL_DEADLINE"] if self._deadline is None else self._deadline)
+        budget = plan.deadline if self._deadline is None else float(self._deadline)
         deadline = Deadline.within(budget, clock=clock)
-        permit = self._acquire(breaker)
         run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
-        return permit, run, _enter(deadline, _guarding.get() | {breaker.name})
+        return permit, run, _enter(deadline, _with(_guarding.get(), breaker.name))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` as this operation."""
@@ -107,7 +110,7 @@ class Guard:
             return fn(*args, **kwargs)  # nested: the outer guard retries and counts
         permit, run, tokens = self._start(breaker)
         try:
-            result = run.call(functools.partial(fn, *args, **kwargs))
+            result = run.call(functools.partial(fn, *args, **kwargs) if args or kwargs else fn)
         except BaseException as exc:
             raise self._failed(breaker, permit, exc, run.attempts) from exc
         finally:
@@ -148,7 +151,7 @@ class Guard:
             return breaker.acquire()
         except CircuitOpenError as exc:
             exc.operation = self.operation
-            self._log(breaker, exc, logging.WARNING, next_probe_at=iso_utc(exc.next_probe_at))
+            self._log(breaker, exc, logging.WARNING, probe=True)
             raise
 
     def _failed(
@@ -175,9 +178,26 @@ class Guard:
         return failure
 
     def _log(
-        self, breaker: CircuitBreaker, failure: GuardedCallError, level: int, **extra: Any
+        self,
+        breaker: CircuitBreaker,
+        failure: GuardedCallError,
+        level: int,
+        *,
+        probe: bool = False,
+        **extra: Any,
     ) -> None:
-        """The contract's failure event; a refusal has no traceback worth logging."""
+        """The contract's failure event; a refusal has no traceback worth logging.
+
+        The breaker's state (and, with ``probe``, when the next probe is due) are
+        read only for a line that is written: most are summed up (``Summary``).
+        """
+
+        def more() -> dict[str, Any]:
+            state = {"breaker_state": breaker.public_state}
+            if probe:
+                state["next_probe_at"] = iso_utc(getattr(failure, "next_probe_at", None))
+            return state
+
         log_failure(
             logger,
             self._event(breaker),
@@ -186,10 +206,41 @@ class Guard:
             level=level,
             traceback=not isinstance(failure, CircuitOpenError),
             summary=_summary,
+            more=more,
             breaker=breaker.name,
-            breaker_state=breaker.public_state,
             **extra,
         )
+
+
+class _Plan(NamedTuple):
+    """What a breaker's calls are given: read from settings once, not once per call."""
+
+    settings: Mapping[str, Any]  # get_config()'s answer it was read from
+    retry: RetryPolicy
+    once: RetryPolicy  # the same without retries (each statement of the QuestDB engine)
+    deadline: float  # CALL_DEADLINE
+
+
+_plans: dict[str, _Plan] = {}
+
+
+def _plan(name: str) -> _Plan:
+    """Breaker ``name``'s plan, read again when the settings change (a new get_config())."""
+    settings = get_config()
+    plan = _plans.get(name)
+    if plan is None or plan.settings is not settings:
+        config = breaker_config(name)
+        policy = RetryPolicy.from_config(config)
+        plan = _plans[name] = _Plan(
+            settings, policy, policy.without_retries(), float(config["CALL_DEADLINE"])
+        )
+    return plan
+
+
+@functools.lru_cache(maxsize=64)
+def _with(active: frozenset[str], name: str) -> frozenset[str]:
+    """The breakers guarding a call: a few distinct sets, built once each."""
+    return active | {name}
 
 
 def _enter(deadline: Deadline, active: frozenset[str]) -> tuple[Any, Any]:

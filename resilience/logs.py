@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,18 +76,25 @@ def log_failure(
     level: int = logging.ERROR,
     traceback: bool = True,
     summary: Summary | None = None,
+    more: Callable[[], dict[str, Any]] | None = None,
     **extra: Any,
 ) -> None:
     """A failure event, plus its traceback on a separate DEBUG record (``<event>_traceback``).
 
     With a ``summary``, repeats of the same event and error type within its
-    interval go to DEBUG only (see ``Summary``).
+    interval go to DEBUG only (see ``Summary``), and their data is not even
+    built unless DEBUG is on: in an outage that is every request. ``more()``
+    gives fields that are worth computing only for a line that is written.
     """
-    data = {**failure_data(exc, operation), **extra}
+
+    def data() -> dict[str, Any]:
+        return {**failure_data(exc, operation), **extra, **(more() if more else {})}
+
     if summary is None:
-        log_event(logger, level, event_type, **data)
+        log_event(logger, level, event_type, **data())
     else:
-        summary.note((event_type, data.get("error_type")), level, event_type, **data)
+        error_type = exc.error_type if isinstance(exc, GuardedCallError) else type(exc).__name__
+        summary.record((event_type, error_type), level, event_type, data)
     cause = getattr(exc, "cause", None) or exc
     if traceback and logger.isEnabledFor(logging.DEBUG):
         log_event(
@@ -159,17 +167,29 @@ class Summary:
 
     def note(self, key: tuple[Any, ...], level: int, event_type: str, **data: Any) -> bool:
         """Log or count one event; True when it was logged at ``level``."""
+        return self.record(key, level, event_type, lambda: data)
+
+    def record(
+        self,
+        key: tuple[Any, ...],
+        level: int,
+        event_type: str,
+        data: Callable[[], dict[str, Any]],
+    ) -> bool:
+        """``note``, with the event's data built by ``data()`` only for a line that is written."""
         now = time.monotonic()
         with self._lock:
             last = self._since.get(key)
             due = last is None or now - last[0] >= self.interval
             self._since[key] = (now, 0) if due else (last[0], last[1] + 1)  # type: ignore[index]
         if not due:
-            log_event(self.logger, logging.DEBUG, event_type, **data)
+            if self.logger.isEnabledFor(logging.DEBUG):
+                log_event(self.logger, logging.DEBUG, event_type, **data())
             return False
+        fields = dict(data())
         if last is not None:
-            data.update(repeated=last[1], window=round(now - last[0], 1))
-        log_event(self.logger, level, event_type, **data)
+            fields.update(repeated=last[1], window=round(now - last[0], 1))
+        log_event(self.logger, level, event_type, **fields)
         return True
 
     def flush(self, key: tuple[Any, ...], level: int, event_type: str, **data: Any) -> None:

@@ -170,16 +170,29 @@ def _on_state_changed(sender: Any, name: str, old: Any, new: Any, **kwargs: Any)
     TRANSITIONS.labels(name, str(old), str(new)).inc()
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: it is on every call's path (and every
+    statement's), where prometheus_client's own lookup takes a lock and checks each label."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def _on_call_succeeded(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "success").inc()
+    _child(CALLS, name, "success").inc()
 
 
 def _on_call_failed(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "failure").inc()
+    _child(CALLS, name, "failure").inc()
 
 
 def _on_call_rejected(sender: Any, name: str, **kwargs: Any) -> None:
-    CALLS.labels(name, "rejected").inc()
+    _child(CALLS, name, "rejected").inc()
 
 
 def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: Any) -> None:
@@ -187,7 +200,7 @@ def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: An
 
 
 def _on_fallback_served(sender: Any, query: str, status: str, **kwargs: Any) -> None:
-    FALLBACK_SERVED.labels(query, status).inc()
+    _child(FALLBACK_SERVED, query, status).inc()
 
 
 def _timer(alias: str) -> Callable[..., Any]:
@@ -200,7 +213,7 @@ def _timer(alias: str) -> Callable[..., Any]:
             return result
         finally:
             try:  # a metric that cannot be written must not fail the query it times
-                QUERY_LATENCY.labels(alias, outcome).observe(time.perf_counter() - started)
+                _child(QUERY_LATENCY, alias, outcome).observe(time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - reported, never raised
                 observer_failed(f"{__name__}.QUERY_LATENCY", exc)
 

@@ -27,9 +27,10 @@ from .deadline import Deadline, activate, deactivate
 from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
-from .logs import log_failure
+from .logs import Summary, log_failure
 
 logger = logging.getLogger("resilience.middleware")
+_summary = Summary(logger)  # a failure escaping every request alike: one line a minute
 
 HEADER = "X-Circuit-Breaker"
 
@@ -63,7 +64,7 @@ class BreakerMiddleware:
             return None
         reason = scrub(describe(exception))
         log_failure(logger, "resilience.middleware.degraded_response", exception,
-                    operation=f"{request.method} {request.path}")  # fmt: skip
+                    operation=f"{request.method} {request.path}", summary=_summary)  # fmt: skip
         breakers = {b.name: b.public_state for b in all_breakers()}
         if wants_json(request):
             state = breakers.get(getattr(exception, "breaker", None), "closed")

@@ -28,7 +28,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .conf import DEFAULTS
 from .deadline import Deadline
 from .errors import DeadlineExceeded, is_retryable
-from .logs import failure_data, log_event
+from .logs import Summary, failure_data
 from .signals import retry_attempted
 from .state import State
 
@@ -41,6 +41,9 @@ R = TypeVar("R")
 
 # An attempt needs at least this much budget to be worth starting.
 MIN_ATTEMPT_BUDGET = 0.01
+# A flapping dependency makes many calls retry alike: one line per operation, error type
+# and minute, each retry at DEBUG (and counted in the metrics' retry attempts).
+_summary = Summary(logger)
 
 
 @dataclass(frozen=True)
@@ -119,16 +122,19 @@ class RetryRun:
         name = self.breaker.name if self.breaker is not None else None
         if self.breaker is not None:
             self.breaker.note_retry()
-        log_event(
-            logger,
+        remaining = self.deadline.remaining()
+        _summary.record(
+            (self.operation, type(exc).__name__),
             logging.WARNING,
             "resilience.retry",
-            **failure_data(exc, self.operation) if exc is not None else {},
-            breaker=name,
-            attempt=state.attempt_number,
-            max_attempts=self.policy.attempts,
-            wait=round(state.upcoming_sleep, 3),
-            remaining_budget=round(self.deadline.remaining(), 3),
+            lambda: {
+                **(failure_data(exc, self.operation) if exc is not None else {}),
+                "breaker": name,
+                "attempt": state.attempt_number,
+                "max_attempts": self.policy.attempts,
+                "wait": round(state.upcoming_sleep, 3),
+                "remaining_budget": round(remaining, 3),
+            },
         )
         if retry_attempted.receivers:
             retry_attempted.send(

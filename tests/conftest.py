@@ -25,9 +25,16 @@ from conftest import free_port
 from questdash import localdb
 from resilience.breaker import all_breakers
 from resilience.health import settle_probes
+from resilience.logs import reset_summaries
 
 from .fleet import Fleet
 from .toxiproxy import Proxy, Toxiproxy
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_summaries() -> None:
+    """Each test's first failure of a kind is logged at its level, as in a new process."""
+    reset_summaries()
 
 
 @pytest.fixture(scope="session")

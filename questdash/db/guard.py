@@ -23,6 +23,7 @@ budget left before trying, nothing is sent and ``DeadlineExceeded`` says so
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import math
@@ -39,6 +40,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.utils import OperationalError
 
 from resilience.breaker import get_breaker
+from resilience.conf import get_config
 from resilience.deadline import current_deadline, current_timeouts
 from resilience.errors import DeadlineExceeded, OperationFailed, is_connection_error
 from resilience.guard import guarded
@@ -173,7 +175,8 @@ def statement_seconds(many: bool = False) -> float:
     deadline = current_deadline()
     if many and deadline is not None:
         return deadline.remaining()
-    seconds = current_timeouts().query + STATEMENT_MARGIN
+    # min(min(query, left) + margin, left) is min(query + margin, left): one settings read.
+    seconds = float(get_config()["QUERY_TIMEOUT"]) + STATEMENT_MARGIN
     return seconds if deadline is None else min(seconds, deadline.remaining())
 
 
@@ -217,12 +220,19 @@ def connect_within(connect: Callable[[], T], seconds: float, close: Callable[[T]
 # --- the Django side ---------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=512)
+def _operation(sql: str) -> tuple[str, str]:
+    """``("select", "questdb.select")``: a statement's verb and its guarded operation's name,
+    worked out once per distinct statement (the dashboard sends the same few)."""
+    verb = (sql.lstrip().split(None, 1) or ["query"])[0].lower()
+    return verb, f"questdb.{verb}"
+
+
 class GuardedCursorMixin:
     """Each statement: one guarded call, bounded by a client-side deadline."""
 
     def _execute_with_wrappers(self, sql, params, many, executor):
-        verb = (sql.lstrip().split(None, 1) or ["query"])[0].lower()
-        operation = f"questdb.{verb}"
+        verb, operation = _operation(sql)
 
         def run():
             seconds = statement_seconds(many)
