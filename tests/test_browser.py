@@ -37,7 +37,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from questdash import localdb
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
 
-from .conftest import empty_redis_db
+from .conftest import fleet_redis_url
 from .fleet import DASHBOARD, CeleryWorker, Fleet, request
 from .settings import TEST_ENV
 
@@ -169,7 +169,7 @@ def site(fleet_proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
     server = Fleet(
         workdir=tmp_path_factory.mktemp("browser-site"),
         questdb_port=fleet_proxy.port,
-        redis_url=empty_redis_db(redis_server, 6),
+        redis_url=fleet_redis_url(redis_server, 7),
         workers=2,
         # Quick to heal, and the beat refreshes every 3 s: the figures move while we watch.
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "3", "DASHBOARD_REFRESH_INTERVAL": "3"},
