@@ -92,6 +92,12 @@ class FakeClock:
         return f"FakeClock(time={self._now:.3f})"
 
 
+# How far two processes' readings of the shared clock may disagree: each offset is
+# measured to within half a round trip to Redis, milliseconds, more on a loaded host.
+# A copy stored a moment ago by another process may look this much "from the future".
+AGREEMENT = 0.25  # seconds
+
+
 class Timebase:
     """Wall time on a clock every process agrees on: the store's, or this host's if it has none.
 

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .breaker import get_breaker
-from .clock import Clock
+from .clock import AGREEMENT, Clock
 from .conf import breaker_config
 from .deadline import current_deadline
 from .errors import CircuitOpenError, describe, is_unreachable, scrub
@@ -149,6 +149,13 @@ def _copy(stored: Any) -> Copy | None:
     return Copy(stored["data"], stored["cached_at"])
 
 
+def _failed_since(failure: Any, copy: Copy | None) -> bool:
+    """Did a refresh fail after ``copy`` was read (a note of ``CachedFallback._failed``)?"""
+    if not isinstance(failure, dict) or not {"reason", "retry_after", "at"} <= failure.keys():
+        return False
+    return copy is None or failure["at"] >= copy.cached_at.timestamp()
+
+
 def read_copy(name: str, cache_alias: str = "default") -> Copy | None:
     """The stored last good copy of query ``name`` (``CacheUnavailable`` if it cannot be read)."""
     return _copy(shared_cache(cache_alias).run(lambda cache: cache.get(KEY_PREFIX + name)))
@@ -214,6 +221,7 @@ class CachedFallback:
         closed = get_breaker(self.breaker_name).state is State.CLOSED
         if not closed and held is not None and self._checked_within(held, RECHECK):
             return self._refresh(held.copy, True, locked=False)
+        looked = self.clock.monotonic()
         copy, readable = self._last_good()
         if copy is not None and self._fresh(copy):
             return self._ok(copy)
@@ -221,7 +229,7 @@ class CachedFallback:
             return self._refresh(copy, readable, locked=False)
         lock = self._lock()
         if lock is None:
-            return self._await_refresh(copy)
+            return self._await_refresh(copy, looked)
         try:
             return self._refresh(copy, readable)
         finally:
@@ -282,7 +290,7 @@ class CachedFallback:
         return self.shared.now() - copy.cached_at.timestamp()
 
     def _fresh(self, copy: Copy) -> bool:
-        return 0.0 <= self._age(copy) < self.fresh_for  # from the future: not fresh
+        return -AGREEMENT <= self._age(copy) < self.fresh_for  # from the future: not fresh
 
     def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.shared.now(), datetime.UTC)
@@ -312,7 +320,7 @@ class CachedFallback:
     ) -> Envelope:
         """Serve the copy; ``share``: leave the reason where waiting requests will find it."""
         if share:
-            failure = {"reason": reason, "retry_after": retry_after}
+            failure = {"reason": reason, "retry_after": retry_after, "at": self.shared.now()}
             with contextlib.suppress(CacheUnavailable):
                 self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
         return self._degraded(copy, reason, retry_after)
@@ -341,8 +349,13 @@ class CachedFallback:
         with contextlib.suppress(CacheUnavailable):  # it expires by itself
             self.shared.run(lambda cache: cache.delete(LOCK_PREFIX + self.name))
 
-    def _await_refresh(self, copy: Copy | None) -> Envelope:
-        """Another request is refreshing: wait for its copy, within this request's budget."""
+    def _await_refresh(self, copy: Copy | None, looked: float) -> Envelope:
+        """Another request is refreshing: wait for its copy, within this request's budget.
+
+        ``copy`` is what this request found when it ``looked`` (monotonic): a
+        newer one was read since, and is fresh for this request however small
+        ``fresh_for`` is.
+        """
         budget = self.call_deadline + 0.2
         deadline = current_deadline()
         if deadline is not None:
@@ -370,18 +383,28 @@ class CachedFallback:
             newer = _copy(found.get(self.key))
             if newer is not None and (since is None or newer.cached_at > since):
                 self._hold(newer)
-                # Read while this request waited for it: fresh for this request.
-                waited = self.clock.monotonic() - began
-                if 0.0 <= self._age(newer) <= max(self.fresh_for, waited):
+                # Read since this request looked: fresh for this request (give or take
+                # how far this process's and the refresher's clocks agree).
+                since_looked = self.clock.monotonic() - looked
+                if -AGREEMENT <= self._age(newer) <= max(self.fresh_for, since_looked) + AGREEMENT:
                     return self._ok(newer)
             token = found.get(keys[1])
             holder = token if holder is None else holder
-            # It finished without a newer copy: say why. A new lock is another request's
-            # refresh: waiting for that one too would add its time to ours.
-            if token is None or token != holder:
-                failure = found.get(keys[2]) or {}
-                reason = failure.get("reason") or "refresh_in_progress: the refresh ended"
-                return self._degraded(newer or copy, reason, failure.get("retry_after"))
+            if token is not None and token == holder:
+                continue  # still refreshing
+            # It ended without a newer copy. If it failed, say why: a new lock is another
+            # request's refresh, and waiting for that one too would add its time to ours.
+            failure = found.get(keys[2]) or {}
+            if _failed_since(failure, newer or copy):
+                return self._degraded(newer or copy, failure["reason"], failure["retry_after"])
+            # It succeeded and what it stored is what this request found already (it
+            # looked between the store and the unlock). Refresh, or follow who does.
+            holder = token
+            if token is None and (lock := self._lock()) is not None:
+                try:
+                    return self._refresh(newer or copy, True)
+                finally:
+                    self._unlock(lock)
         waited = self.clock.monotonic() - began
         return self._degraded(
             copy, f"refresh_in_progress: another request has been loading it for {waited:.1f} s"

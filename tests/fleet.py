@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,7 +386,8 @@ class StaffLoad:
             if condition():
                 return time.monotonic()
             time.sleep(0.1)
-        raise AssertionError(f"not within {timeout:g} s: {what}")
+        seen = Counter(answer_summary(a) for a in self.since(time.monotonic() - self.WINDOW))
+        raise AssertionError(f"not within {timeout:g} s: {what}; the last answers: {seen}")
 
     WINDOW = 1.5  # seconds of fresh answers from every worker that say the site is well
 
@@ -423,6 +425,14 @@ class StaffLoad:
         fresh = lambda: self.fresh_everywhere(workers, since=ended)  # noqa: E731
         confirmed = self.wait_for(fresh, recovery, f"fresh data after {hang.name}")
         return began, ended, max(ended, confirmed - self.WINDOW)
+
+
+def answer_summary(answer: Answer) -> str:
+    """What one answer said, in a few words: for an assertion's message."""
+    if not answer.is_api or answer.status != 200:
+        return f"{answer.path} {answer.status}"
+    body = answer.json()
+    return f"{answer.path} {body['status']} {body['reason'] or ''}".strip()
 
 
 def whole_page(answer: Answer) -> bool:

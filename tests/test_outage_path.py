@@ -106,7 +106,7 @@ def test_a_waiter_answers_with_the_refresh_it_found_not_the_next_one(shared):
     waiter = threading.Thread(target=lambda: answers.append(query.get()))
     waiter.start()
     time.sleep(0.3)  # the waiter has found the first refresh
-    failure = {"reason": "database_unavailable: first", "retry_after": 3}
+    failure = {"reason": "database_unavailable: first", "retry_after": 3, "at": time.time()}
     cache.set(FAILED_PREFIX + "waiters", failure)
     cache.set(LOCK_PREFIX + "waiters", "second-refresh", 30)  # another request's, at once
     waiter.join(10)

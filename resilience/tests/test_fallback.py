@@ -93,7 +93,8 @@ def test_a_request_that_waited_on_a_failed_refresh_says_why_it_failed():
     reason = "database_unavailable: Failed to get_positions: connection refused"
 
     def the_other_process_fails() -> None:
-        cache.set(FAILED_PREFIX + "positions", {"reason": reason, "retry_after": None}, 10)
+        failure = {"reason": reason, "retry_after": None, "at": clock.time()}
+        cache.set(FAILED_PREFIX + "positions", failure, 10)
         cache.delete(LOCK_PREFIX + "positions")
 
     clock.hook = the_other_process_fails  # it finishes while this request waits
@@ -158,3 +159,93 @@ def test_a_copy_from_a_skewed_host_is_never_fresh_when_it_is_not(offset):
     envelope = host_b.get()  # A's copy is 3 s old on every clock: not fresh, QuestDB is down
     assert envelope.status == "degraded"
     assert abs(envelope.cached_at.timestamp() - (true.time() - 3)) < 0.01  # on the true clock
+
+
+class SharedClockCache:
+    """A real cache whose ``reference_time`` (Redis TIME) reads ``true`` plus ``error``:
+    what one process measures of the shared clock, a few milliseconds out."""
+
+    def __init__(self, cache: Any, true: FakeClock, error: float = 0.0) -> None:
+        self.cache, self.true, self.error = cache, true, error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cache, name)
+
+    def reference_time(self) -> float:
+        return self.true.time() + self.error
+
+
+@pytest.mark.parametrize("error", [-0.005, 0.0, 0.005])
+def test_a_waiter_takes_the_copy_stored_while_it_waited_whatever_the_clocks_small_errors(error):
+    """Two processes measure the shared clock a few ms apart: a copy stored a moment ago may
+    look a few ms "from the future" to the one that waited for it. It is fresh all the same."""
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+
+    class WokenClock(HookedClock):
+        """The hook runs as the sleeper wakes: the refresher stores just before it looks."""
+
+        def sleep(self, seconds: float) -> None:
+            FakeClock.sleep(self, seconds)
+            self.hook()
+
+    waiter_clock = WokenClock()
+    waiter_clock.hook = lambda: None
+    waiter = query(SharedClockCache(cache, waiter_clock, error), lambda: [{"v": "waiter's"}],
+                   clock=waiter_clock, fresh_for=2)  # fmt: skip
+    refresher = query(SharedClockCache(cache, waiter_clock), lambda: [{"v": "new"}],
+                      clock=waiter_clock, fresh_for=2)  # fmt: skip
+    refresher.refresh()
+    waiter_clock.advance(5)  # no longer fresh
+    cache.add(LOCK_PREFIX + "positions", "the refresher's", 10)  # it is querying
+
+    def the_refresher_finishes() -> None:
+        if cache.get(LOCK_PREFIX + "positions") == "the refresher's":
+            cache.delete(LOCK_PREFIX + "positions")
+            refresher.refresh()
+
+    waiter_clock.hook = the_refresher_finishes
+    envelope = waiter.get()
+    assert (envelope.status, envelope.reason, envelope.data) == ("ok", None, [{"v": "new"}])
+
+
+def test_a_copy_stored_between_a_waiters_look_and_its_first_poll_is_fresh_for_it():
+    """fresh_for 0 (every request reads): the refresher finishes just after this request
+    read the old copy and failed to take the lock. Its copy was read after this request
+    looked, so it answers this request, although it is older than the wait itself."""
+
+    class Cache(LocMemCache):
+        def add(self, key: str, *args: Any, **kwargs: Any) -> bool:
+            added = super().add(key, *args, **kwargs)
+            if not added and key.endswith(LOCK_PREFIX + "positions"):
+                self.delete(LOCK_PREFIX + "positions")
+                refresher.refresh()  # it stores its copy and lets go of the lock
+                clock.advance(0.05)  # before this request's first look at the cache
+            return added
+
+    cache = Cache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = FakeClock()
+    refresher = query(cache, lambda: [{"v": "new"}], clock=clock, fresh_for=0)
+    waiter = query(cache, lambda: [{"v": "waiter's"}], clock=clock, fresh_for=0)
+    waiter.refresh()
+    clock.advance(1)
+    cache.add(LOCK_PREFIX + "positions", "the refresher's", 10)
+    envelope = waiter.get()
+    assert (envelope.status, envelope.reason, envelope.data) == ("ok", None, [{"v": "new"}])
+
+
+def test_a_waiter_that_found_the_refreshers_copy_already_refreshes_itself_not_an_old_failure():
+    """fresh_for 0: this request read the copy the refresher had just stored, then bumped
+    into its lock, which it let go of at once. Nothing newer will come from that refresh,
+    and the failure noted before it is older than the copy: it says nothing about now."""
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = HookedClock()
+    clock.hook = lambda: None
+    waiter = query(cache, lambda: [{"v": "the waiter's own read"}], clock=clock, fresh_for=0)
+    old = {"reason": "database_unavailable: long ago", "retry_after": 3, "at": clock.time()}
+    cache.set(FAILED_PREFIX + "positions", old, 10)
+    clock.advance(1)
+    query(cache, lambda: [{"v": "the refresher's"}], clock=clock, fresh_for=0).refresh()
+    cache.add(LOCK_PREFIX + "positions", "the refresher's, about to let go", 10)
+    clock.hook = lambda: cache.delete(LOCK_PREFIX + "positions")
+    envelope = waiter.get()
+    assert (envelope.status, envelope.data) == ("ok", [{"v": "the waiter's own read"}])
