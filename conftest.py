@@ -27,6 +27,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def pause_process(pid: int, timeout: float = 5.0) -> None:
+    """SIGSTOP ``pid`` and return once every one of its threads is stopped: on a busy
+    machine the stop may land after the next request was sent, and a test of a hung
+    server must not be answered by it."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while not all(_stopped(task) for task in Path(f"/proc/{pid}/task").iterdir()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} did not stop within {timeout} s")
+        time.sleep(0.005)
+
+
+def _stopped(task: Path) -> bool:
+    """The thread is stopped (state T), or gone."""
+    try:
+        stat = (task / "stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+
 @dataclass
 class RedisServer:
     """A real redis-server that tests may stop and start again on the same port."""
@@ -73,7 +94,7 @@ class RedisServer:
     def pause(self) -> None:
         """SIGSTOP this very redis-server (its pid, nothing else): it accepts connections
         (the kernel does) but answers nothing, as a hung server does."""
-        os.kill(self.pid, signal.SIGSTOP)
+        pause_process(self.pid)
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conftest import pause_process
+
 if TYPE_CHECKING:
     from .toxiproxy import Proxy
 
@@ -501,7 +503,7 @@ def hangs(proxy: Proxy, questdb_pid: Callable[[], int]) -> dict[str, Hang]:
 
     def sigstop() -> None:
         stopped.append(questdb_pid())
-        os.kill(stopped[-1], signal.SIGSTOP)
+        pause_process(stopped[-1])
 
     def sigcont() -> None:
         while stopped:
