@@ -19,10 +19,10 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import demo_site  # noqa: F401 - first: it sets Django up on the test settings
 import psycopg
-from bench_dashboard import ROUNDS, side_by_side
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -33,6 +33,24 @@ from questdash import localdb
 from questdash.models import Price
 
 CALLS = 5
+ROUNDS = 5
+
+
+def side_by_side(fns: dict[str, Callable[[], object]], calls: int = CALLS) -> dict[str, float]:
+    """Median over rounds of the mean microseconds per call; the rounds of all the
+    functions interleave, so drift in QuestDB or the machine touches each alike."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm up: connect, prepare
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - started) / calls * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 SETTLE_SECONDS = 10  # after a seed, QuestDB still merges and purges partitions for a while
 SIZES = [1_000_000, 10_000_000]
 PRICES = "/admin/questdash/price/"
