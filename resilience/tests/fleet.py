@@ -20,6 +20,7 @@ import copy
 import datetime as _datetime
 import inspect
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,9 @@ class Memory:
     burst: bool = False  # hangs are real sleeps of burst_hang seconds (real threads are calling)
     burst_hang: float = BURST_HANG
     hung: int = 0
+    # When a deferred fault (a glitch, a lost write) really happened: later than the
+    # rule that armed it, perhaps after decisions the invariants would call healthy.
+    fired_at: float = -math.inf
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -101,6 +105,8 @@ class Client:
         if memory.mode == "raise":
             raise CacheDown("Error 111 connecting to redis://:s3cret@127.0.0.1:6399. Refused.")
         if memory.mode == "hang" or memory.glitch:
+            if memory.glitch:
+                memory.fired_at = memory.clock.time()
             memory.glitch = False
             memory.hung += 1
             if memory.burst:
@@ -118,6 +124,7 @@ class Client:
         """False when this write is lost (the server acknowledged and dropped it)."""
         if self.memory.lose_next_write:
             self.memory.lose_next_write = False
+            self.memory.fired_at = self.memory.clock.time()
             return False
         return True
 

@@ -136,10 +136,14 @@ class FleetMachine(RuleBasedStateMachine):
         self.live: list[Process] = []
         # What really happened, in true time.
         self.created: dict[Any, float] = {}  # decision -> when it first appeared anywhere
+        # decision -> the model's last look before it appeared: it was made after that
+        # moment, perhaps before a fault that fired in the same step (a write it lost).
+        self.appeared_after: dict[Any, float] = {}
+        self.looked_at = self.last_look = -math.inf  # now, and the look before now
         self.opened: dict[tuple[Any, ...], float] = {}  # an open episode -> when first seen
         self.open_seen: dict[str, float] = {}  # an open decision's uid -> when first seen
         self.last_seen: dict[int, tuple[Any, float, Record]] = {}  # pid -> (key, created, rec)
-        self.faulted_at = -math.inf  # the last time the store misbehaved
+        self.armed_at = -math.inf  # the last fault rule (a deferred one fires later)
         # (time, "ok"/"fail", closed decision) of the calls counted in the store
         self.calls: list[tuple[float, str, Any]] = []
         self.probes: dict[tuple[Any, int], int] = {}  # probes counted, by open decision and window
@@ -164,7 +168,12 @@ class FleetMachine(RuleBasedStateMachine):
         return self.fleet.true.time()
 
     def fault(self) -> None:
-        self.faulted_at = self.now
+        self.armed_at = self.now
+
+    @property
+    def faulted_at(self) -> float:
+        """The last time the store misbehaved: a fault rule, or a deferred fault firing."""
+        return max(self.armed_at, self.fleet.memory.fired_at)
 
     def record(self, process: Process) -> Record:
         """The decision a process holds now (read without syncing)."""
@@ -283,7 +292,7 @@ class FleetMachine(RuleBasedStateMachine):
         decision = key_of(permit)
         if self.store_ok(process):  # the fleet counts only what reaches the store
             self.calls.append((self.now, outcome, decision))
-        healthy_epoch = self.created.get(decision, -math.inf) > self.faulted_at
+        healthy_epoch = self.appeared_after.get(decision, -math.inf) > self.faulted_at
         after = self.record(process)
         opened_now = after.state is State.OPEN and episode(after) not in self.opened
         self.observe(process)
@@ -573,7 +582,11 @@ class FleetMachine(RuleBasedStateMachine):
         """Note the decision ``process`` holds; it must not be older than one it held before."""
         rec = self.record(process)
         key = key_of(rec)
+        if self.now != self.looked_at:
+            self.last_look, self.looked_at = self.looked_at, self.now
         if not is_initial(rec):
+            if key not in self.created:
+                self.appeared_after[key] = self.last_look
             created = self.created.setdefault(key, self.now)
             if rec.state is State.OPEN:
                 # A decision shifted onto the store's clock keeps its uid; a decision
@@ -618,5 +631,42 @@ def test_a_forced_state_outlives_the_week_and_every_process_that_knew_it():
         machine.one_call(newcomer, "ok")  # refused: forced open
         machine.heal_and_settle()  # checks every process holds the forced state
         assert machine.record(newcomer).forced
+    finally:
+        machine.teardown()
+
+
+def test_a_write_lost_long_after_the_fault_was_armed_is_a_fault_when_it_happens():
+    """Found by a 2,000-example run, shrunk: a lost write (and a glitch) fire at the next
+    operation, maybe after decisions made later than the rule that armed them. The model
+    dates the fault to when it fires; before, it blamed the breaker for counts the store lost."""
+    machine = FleetMachine()
+
+    def at_once(process: Process, times: int = 2) -> None:
+        memory = machine.fleet.memory
+        memory.batch = {key: value for key, (value, _) in memory.data.items()}
+        try:
+            for _ in range(times):
+                machine.call(process, "fail")
+        finally:
+            memory.batch = None
+
+    try:
+        machine.choose_cache(atomic=False)
+        first = machine.start(0.0)
+        second = machine.fork(first)
+        for _ in range(3):
+            at_once(first)
+        machine.store_fault("flush")
+        machine.store_fault("glitch")
+        third = machine.fork(second)
+        machine.store_fault("lose_write")
+        for _ in range(6):
+            at_once(first)
+        machine.request(third, "rows")
+        machine.start(0.0)
+        machine.operator_acts(second, "reset")
+        for _ in range(3):
+            at_once(first)
+        machine.trip(second)
     finally:
         machine.teardown()
