@@ -294,10 +294,14 @@ class CacheStore(BreakerStore):
             start = newest.epoch + 1
 
     def _walk(self, name: str, start: int, pointer: int) -> Record | None:
-        """Forward from ``start``, jumping to the pointer's hint (older records may expire)."""
+        """Forward from ``start``, jumping to the pointer's hint (older records may expire).
+
+        The pointer's own record may be missing (a dropped write): then the head
+        is the newest record near it, as ``_find_head`` finds it.
+        """
         if pointer > start:
-            head = self._scan(name, pointer)
-            if head is not None:
+            head = self._find_head(name, pointer)
+            if head is not None and head.epoch >= start:
                 return head
         return self._scan(name, start)
 

@@ -670,3 +670,53 @@ def test_a_write_lost_long_after_the_fault_was_armed_is_a_fault_when_it_happens(
         machine.trip(second)
     finally:
         machine.teardown()
+
+
+def test_a_process_that_never_synced_finds_the_head_below_a_pointer_whose_record_was_lost():
+    """Found by a 2,000-example run, shrunk: operators force open and force closed while the
+    store hangs; a lost write drops the newest record (the pointer says 4, rec:4 is gone);
+    a week passes. A process whose view was still the initial one walked up from epoch 1
+    (expired) and from the pointer (lost), took the store for empty, and restored its
+    forced close as epoch 1 beside the live rec:3: the fleet split in two for good."""
+    machine = FleetMachine()
+
+    def at_once(*processes: Process) -> None:
+        memory = machine.fleet.memory
+        memory.batch = {key: value for key, (value, _) in memory.data.items()}
+        try:
+            for process in processes:
+                machine.call(process, "fail")
+        finally:
+            memory.batch = None
+        machine.decisions_never_go_back()
+
+    try:
+        machine.choose_cache(atomic=False)
+        p = [machine.start(0.0), machine.start(0.0)]
+        at_once(p[0], p[0], p[0])
+        for _ in range(4):
+            machine.heal_and_settle()
+        machine.advance(0.1)
+        for _ in range(4):
+            machine.heal_and_settle()
+        p += [machine.start(0.0), machine.start(0.0)]
+        at_once(p[0], p[0])
+        at_once(p[0], p[0])
+        at_once(p[0], p[0], p[0], p[0])
+        machine.operator_acts(p[3], "force_open")
+        p.append(machine.start(0.0))
+        machine.store_fault("hang")
+        p += [machine.start(0.0), machine.start(0.0)]
+        machine.operator_acts(p[6], "force_open")
+        machine.operator_acts(p[6], "force_open")
+        machine.operator_acts(p[2], "force_closed")
+        at_once(p[0], p[0])
+        machine.store_fault("lose_write")
+        machine.store_fault("heal")
+        p.append(machine.start(0.0))
+        machine.advance(8 * DAY)
+        machine.decisions_never_go_back()
+        at_once(p[0], p[6])
+        machine.heal_and_settle()  # checks that every process holds the same decision
+    finally:
+        machine.teardown()
