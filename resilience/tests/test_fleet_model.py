@@ -386,7 +386,10 @@ class FleetMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def simultaneous_failures(self, data: st.DataObject) -> None:
         """Processes fail at the same instant: on a cache that counts with get-then-set."""
-        group = data.draw(st.lists(st.sampled_from(self.live), min_size=2, max_size=6))
+        self.fail_at_once(data.draw(st.lists(st.sampled_from(self.live), min_size=2, max_size=6)))
+
+    def fail_at_once(self, group: list[Process]) -> None:
+        """Each of ``group`` fails, all reading the counts as they stood before the first."""
         memory = self.fleet.memory
         memory.batch = {key: value for key, (value, _) in memory.data.items()}
         try:
@@ -643,14 +646,8 @@ def test_a_write_lost_long_after_the_fault_was_armed_is_a_fault_when_it_happens(
     dates the fault to when it fires; before, it blamed the breaker for counts the store lost."""
     machine = FleetMachine()
 
-    def at_once(process: Process, times: int = 2) -> None:
-        memory = machine.fleet.memory
-        memory.batch = {key: value for key, (value, _) in memory.data.items()}
-        try:
-            for _ in range(times):
-                machine.call(process, "fail")
-        finally:
-            memory.batch = None
+    def at_once(process: Process) -> None:
+        machine.fail_at_once([process, process])
 
     try:
         machine.choose_cache(atomic=False)
@@ -683,13 +680,7 @@ def test_a_process_that_never_synced_finds_the_head_below_a_pointer_whose_record
     machine = FleetMachine()
 
     def at_once(*processes: Process) -> None:
-        memory = machine.fleet.memory
-        memory.batch = {key: value for key, (value, _) in memory.data.items()}
-        try:
-            for process in processes:
-                machine.call(process, "fail")
-        finally:
-            memory.batch = None
+        machine.fail_at_once(list(processes))
         machine.decisions_never_go_back()
 
     try:
