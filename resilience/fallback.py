@@ -230,10 +230,7 @@ class CachedFallback:
         lock = self._lock()
         if lock is None:
             return self._await_refresh(copy, looked)
-        try:
-            return self._refresh(copy, readable)
-        finally:
-            self._unlock(lock)
+        return self._refresh_holding(lock, copy, readable)
 
     def refresh(self) -> Envelope:
         """Query now (the beat task): skips when another process already is."""
@@ -241,10 +238,7 @@ class CachedFallback:
         copy, readable = self._last_good()
         if lock is None:  # someone else is querying: nothing failed, nothing to log
             return self._degraded(copy, "refresh_in_progress: skipped", log=False)
-        try:
-            return self._refresh(copy, readable)
-        finally:
-            self._unlock(lock)
+        return self._refresh_holding(lock, copy, readable)
 
     def serve_copy(self, reason: str) -> Envelope:
         """The copy without asking the dependency: another query just found it down."""
@@ -325,6 +319,15 @@ class CachedFallback:
                 self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
         return self._degraded(copy, reason, retry_after)
 
+    def _refresh_holding(
+        self, lock: tuple[str, float], copy: Copy | None, readable: bool
+    ) -> Envelope:
+        """``_refresh`` by the holder of ``lock``, let go of however it ends."""
+        try:
+            return self._refresh(copy, readable)
+        finally:
+            self._unlock(lock)
+
     def _lock(self) -> tuple[str, float] | None:
         """(token, when), or None when another process holds the lock.
 
@@ -401,10 +404,7 @@ class CachedFallback:
             # looked between the store and the unlock). Refresh, or follow who does.
             holder = token
             if token is None and (lock := self._lock()) is not None:
-                try:
-                    return self._refresh(newer or copy, True)
-                finally:
-                    self._unlock(lock)
+                return self._refresh_holding(lock, newer or copy, True)
         waited = self.clock.monotonic() - began
         return self._degraded(
             copy, f"refresh_in_progress: another request has been loading it for {waited:.1f} s"
