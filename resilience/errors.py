@@ -67,6 +67,9 @@ class Kind(enum.Enum):
     """What a failure says about the dependency: the breaker counts, retries and ignores by it."""
 
     UNREACHABLE = "unreachable"  # refused, reset, closed, no route: worth another try
+    # Reached, but it refused our credentials: an outage for us (counted), and another
+    # attempt with the same password fails the same way (never retried).
+    REJECTED = "rejected"
     TIMEOUT = "timeout"  # reached but no answer in time: counted, never retried
     NOT_ATTEMPTED = "not_attempted"  # never reached (no budget, breaker open): neither
     ANSWERED = "answered"  # the dependency answered with an error: a query error, not an outage
@@ -82,6 +85,15 @@ _UNREACHABLE_ERRNOS = frozenset(
 # SQLSTATEs the server sends when it is going away or cannot take us.
 _UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 _TIMEOUT_SQLSTATES = ("57014",)  # query_canceled: statement_timeout fired
+_REJECTED_SQLSTATES = ("28",)  # invalid_authorization_specification, invalid_password
+# libpq reports a refused login before any SQLSTATE exists: QuestDB says "invalid
+# username/password", PostgreSQL "password authentication failed for user ...".
+_REJECTED_LOGIN = re.compile(
+    r"invalid username/password|password authentication failed|authentication failed",
+    re.IGNORECASE,
+)
+# Kinds that mean "the dependency is out of our reach": the breaker counts them.
+COUNTED = frozenset({Kind.UNREACHABLE, Kind.TIMEOUT, Kind.REJECTED})
 
 
 def classify(exc: BaseException) -> Kind | None:
@@ -123,6 +135,10 @@ def _classify_driver(exc: BaseException) -> Kind | None:
         return Kind.UNREACHABLE
     if isinstance(exc, psycopg.OperationalError):
         state = exc.sqlstate
+        if (state or "").startswith(_REJECTED_SQLSTATES) or (
+            state is None and _REJECTED_LOGIN.search(_message_of(exc))
+        ):
+            return Kind.REJECTED
         if state is None or state.startswith(_UNREACHABLE_SQLSTATES):
             return Kind.UNREACHABLE  # no SQLSTATE: the client lost the server
         return Kind.TIMEOUT if state.startswith(_TIMEOUT_SQLSTATES) else Kind.ANSWERED
@@ -137,14 +153,14 @@ def is_connection_error(exc: BaseException) -> bool:
     Query errors (ProgrammingError, DataError, DiskFull, ...) say the server
     answered: they are never connection errors.
     """
-    return classify(exc) in (Kind.UNREACHABLE, Kind.TIMEOUT)
+    return classify(exc) in COUNTED
 
 
 def is_retryable(exc: BaseException) -> bool:
     """Worth another attempt in the same call: refused or reset, not timed out.
 
     Retrying a timeout makes the person waiting wait twice; the next request
-    (or the next probe) tries again anyway.
+    (or the next probe) tries again anyway. A refused login is refused again.
     """
     return classify(exc) is Kind.UNREACHABLE
 
@@ -165,7 +181,7 @@ class GuardedCallError(Exception):
     @property
     def connection_error(self) -> bool:
         """The dependency could not be reached, or did not answer in time."""
-        return self.kind in (Kind.UNREACHABLE, Kind.TIMEOUT)
+        return self.kind in COUNTED
 
     def log_data(self) -> dict[str, Any]:
         """The ``data`` of the contract's failure log event."""
@@ -330,4 +346,5 @@ def is_unreachable(exc: BaseException) -> bool:
 
     Anything else, a bad query above all, is the caller's bug and stays one.
     """
-    return classify(exc) in (Kind.UNREACHABLE, Kind.TIMEOUT, Kind.NOT_ATTEMPTED)
+    kind = classify(exc)
+    return kind is Kind.NOT_ATTEMPTED or kind in COUNTED

@@ -87,9 +87,10 @@ def django_wrapped(exc: Exception, wrapper: type[Exception]) -> Exception:
     return outer
 
 
-UNREACHABLE, TIMEOUT, NOT_ATTEMPTED, ANSWERED = (
-    Kind.UNREACHABLE, Kind.TIMEOUT, Kind.NOT_ATTEMPTED, Kind.ANSWERED
+UNREACHABLE, TIMEOUT, NOT_ATTEMPTED, ANSWERED, REJECTED = (
+    Kind.UNREACHABLE, Kind.TIMEOUT, Kind.NOT_ATTEMPTED, Kind.ANSWERED, Kind.REJECTED
 )  # fmt: skip
+COUNTED = (UNREACHABLE, TIMEOUT, REJECTED)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +116,16 @@ UNREACHABLE, TIMEOUT, NOT_ATTEMPTED, ANSWERED = (
         (DeadlineExceeded("load", 1.0, attempts=1), TIMEOUT),
         (DeadlineExceeded("load", 1.0), NOT_ATTEMPTED),  # no budget left before trying
         (CircuitOpenError("questdb", 1.0), NOT_ATTEMPTED),
+        # A refused login: QuestDB's and PostgreSQL's words (libpq gives no SQLSTATE), or one.
+        (psycopg.OperationalError("failed: ERROR:  invalid username/password"), REJECTED),
+        (psycopg.OperationalError('FATAL:  password authentication failed for user "a"'), REJECTED),
+        (psycopg.errors.InvalidPassword("password authentication failed"), REJECTED),
+        (
+            django_wrapped(
+                psycopg.errors.InvalidAuthorizationSpecification("no"), DjangoOperationalError
+            ),
+            REJECTED,
+        ),
         (psycopg.errors.DiskFull("could not extend file"), ANSWERED),
         (django_wrapped(psycopg.errors.DiskFull("full"), DjangoOperationalError), ANSWERED),
         (ProgrammingError("syntax error"), ANSWERED),
@@ -131,12 +142,12 @@ UNREACHABLE, TIMEOUT, NOT_ATTEMPTED, ANSWERED = (
 )
 def test_each_error_counts_retries_and_is_ignored_by_its_kind(exc, kind):
     assert classify(exc) is kind
-    assert is_connection_error(exc) == (kind in (UNREACHABLE, TIMEOUT))
+    assert is_connection_error(exc) == (kind in COUNTED)
     assert is_retryable(exc) == (kind is UNREACHABLE)
     assert was_attempted(exc) == (kind is not NOT_ATTEMPTED)
     wrapped = OperationFailed("load", exc)
     assert classify(wrapped) is kind
-    assert wrapped.connection_error == (kind in (UNREACHABLE, TIMEOUT))
+    assert wrapped.connection_error == (kind in COUNTED)
 
 
 def test_operation_failed_says_what_failed():
