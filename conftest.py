@@ -13,21 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit.ports import free_port
-from testkit.redis_server import RedisServer
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), workdir=tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_url(redis_server: RedisServer) -> str:
-    return redis_server.url
+from testkit.fixtures import redis_server, redis_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="session")

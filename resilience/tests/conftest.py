@@ -1,10 +1,16 @@
-"""Fixtures for the resilience tests: a fake clock, breakers on it, JSON log capture."""
+"""Fixtures for the app's own suite: a fake clock, breakers on it, JSON log capture, Redis.
+
+The suite runs on resilience/tests/settings.py (its pytest.ini), without
+questdash: the repository's root conftest.py is not loaded, and the session
+fails if anything imported questdash.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +24,15 @@ from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
 from resilience.stores import BreakerStore, CacheStore, LocalStore
+from testkit.fixtures import redis_server, redis_url  # noqa: F401 - fixtures
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_questdash() -> Iterator[None]:
+    """The app is tested as the app it is: nothing here may import the project around it."""
+    yield
+    leaked = sorted(name for name in sys.modules if name.split(".")[0] == "questdash")
+    assert not leaked, f"the app's suite imported questdash: {leaked[:5]}"
 
 
 @pytest.fixture(autouse=True)
