@@ -13,7 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit.fixtures import redis_server, redis_url  # noqa: F401 - fixtures
+from testkit import fixtures
+
+redis_server = fixtures.redis_server  # the session's Redis, shared by both suites
+redis_url = fixtures.redis_url
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,13 @@ def _store_for(path: str, options: dict[str, Any]) -> BreakerStore:
     return store
 
 
+def default_store() -> BreakerStore:
+    """The store of a breaker that ``BREAKERS`` does not configure (the settings' ``STORE``)."""
+    config = get_config()
+    with _lock:
+        return _store_for(config["STORE"], dict(config["STORE_OPTIONS"]))
+
+
 def get_breaker(name: str) -> CircuitBreaker:
     """This process's breaker ``name``, configured by ``RESILIENCE`` and ``BREAKERS[name]``."""
     breaker = _breakers.get(name)

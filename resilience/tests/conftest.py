@@ -24,7 +24,10 @@ from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
 from resilience.stores import BreakerStore, CacheStore, LocalStore
-from testkit.fixtures import redis_server, redis_url  # noqa: F401 - fixtures
+from testkit import fixtures
+
+redis_server = fixtures.redis_server  # the session's Redis, shared by both suites
+redis_url = fixtures.redis_url
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -123,3 +126,36 @@ def fail(exc: BaseException | None = None) -> Callable[[], Any]:
         raise exc if exc is not None else connection_refused()
 
     return call
+
+
+SOCKET_TIMEOUT = 0.3  # seconds a paused Redis costs one command of ``shared_store``'s cache
+
+
+def as_a_new_process() -> None:
+    """Forget this process's breakers and cache gates, as a process that starts now."""
+    reset_registry()
+    reset_shared_caches()
+
+
+@pytest.fixture
+def shared_store(settings, redis_server) -> Iterator[str]:
+    """Breakers shared through a Redis database of their own (short socket timeouts, a store
+    that went away tried again after 0.2 s), and the breaker "payments" named in settings."""
+    url = redis_server.fresh_database(9)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {
+                "socket_timeout": SOCKET_TIMEOUT,
+                "socket_connect_timeout": SOCKET_TIMEOUT,
+            },
+        }
+    }
+    settings.RESILIENCE = {
+        "STORE": "resilience.stores.CacheStore",
+        "STORE_OPTIONS": {"OUTAGE_RETRY_INTERVAL": 0.2},
+        "BREAKERS": {"payments": {}},
+    }
+    yield url
+    as_a_new_process()
