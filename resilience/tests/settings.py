@@ -15,6 +15,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "health_check",  # its templates: the health view's HTML
     "resilience",
     "resilience.tests.users",
 ]
