@@ -58,12 +58,11 @@ def get_breaker(name: str) -> CircuitBreaker:
 
 
 def _report(breaker: CircuitBreaker) -> None:
-    """Web and Celery processes publish their figures to the fleet (resilience/fleet/)."""
+    """Count its calls for the fleet from the start; a process that serves publishes them
+    (resilience/fleet/reporter.py)."""
     from . import fleet
-    from .process import reports_to_fleet
 
-    if reports_to_fleet():
-        fleet.watch(breaker)
+    fleet.watch(breaker)
 
 
 def all_breakers() -> list[CircuitBreaker]:
