@@ -7,7 +7,6 @@ middleware and pages are the real ones, driven through Django's test client.
 from __future__ import annotations
 
 import datetime
-
 import logging
 import os
 import signal
