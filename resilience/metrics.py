@@ -140,7 +140,8 @@ class StateCollector:
 
         age = GaugeMetricFamily(
             "resilience_fallback_age_seconds",
-            "Age of the last-known-good copy of each query (absent when none exists yet).",
+            "Seconds since each query's dependency last answered, empty or not (absent when it"
+            " never has).",
             labels=["query"],
         )
         for name in self.fallback_names():
@@ -151,7 +152,7 @@ class StateCollector:
                 break
             if copy is not None:
                 now = shared_cache(self.cache_alias).now()  # the clock the processes share
-                age.add_metric([name], max(0.0, now - copy.cached_at.timestamp()))
+                age.add_metric([name], max(0.0, now - copy.last_answer_at.timestamp()))
         yield age
 
     @staticmethod
