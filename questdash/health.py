@@ -44,6 +44,7 @@ from django.views import View
 from health_check import Database, HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
+from resilience import metricsdir
 from resilience.breaker import get_breaker
 from resilience.disclosure import may_see_detail
 from resilience.errors import CircuitOpenError, describe
@@ -53,6 +54,7 @@ from resilience.health import (
     DisclosingHealthCheckView,
     FallbackFreshness,
     Heartbeat,
+    MetricsDirectory,
     bounded_call,
     describe_breaker,
     one_line,
@@ -141,6 +143,8 @@ def full_checks() -> list:
     ]
     if settings.REDIS_URL:
         checks.append(redis_check(settings.REDIS_URL))
+    if metricsdir.directory() is not None:
+        checks.append(MetricsDirectory)
     return checks
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from health_check import HealthCheck
 from health_check.base import HealthCheckResult
-from health_check.exceptions import HealthCheckException
+from health_check.exceptions import HealthCheckException, ServiceWarning
 from health_check.views import HealthCheckView, MediaType
 
 from ..disclosure import amay_see_detail
@@ -78,9 +78,10 @@ class DisclosingHealthCheckView(HealthCheckView):
     """Failure detail for staff and holders of ``settings.<token_setting>``; names for the rest.
 
     A failing check answers 503 (the library says 500, which reads as a bug in
-    the site); a malformed ``format`` or ``Accept`` a 400 that says why; an
-    unacceptable one a 406 in JSON. Without a request (``manage.py
-    health_check --no-http``, a shell) it shows everything.
+    the site), and one with warnings only (``ServiceWarning``) 200; a malformed
+    ``format`` or ``Accept`` a 400 that says why; an unacceptable one a 406 in
+    JSON. Without a request (``manage.py health_check --no-http``, a shell) it
+    shows everything.
     """
 
     token_setting = "HEALTH_TOKEN"
@@ -94,7 +95,9 @@ class DisclosingHealthCheckView(HealthCheckView):
         if response.status_code == 406:  # the library says so in text/plain
             return JsonResponse({"error": response.content.decode()}, status=406)
         if response.status_code == 500:  # the library's "a check failed": not a server error
-            response.status_code = 503
+            # A warning (metrics dropped) is said, but fails nothing: serving goes on.
+            warned = all(isinstance(r.error, ServiceWarning) for r in self.results if r.error)
+            response.status_code = 200 if warned else 503
         return response
 
     def get_checks(self) -> Iterator[HealthCheck]:
