@@ -1,6 +1,6 @@
 """Issue 17: the 3 s promise holds when our own parts are slow or locked, QuestDB healthy.
 
-The site runs as deployed (tests/fleet.py: gunicorn, the product's settings),
+The site runs as deployed (testkit/fleet.py: gunicorn, the product's settings),
 in both layouts:
 
 - Redis, every answer 300 ms late through Toxiproxy (slow, but inside the
