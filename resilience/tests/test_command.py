@@ -144,3 +144,41 @@ def test_a_breaker_used_only_by_another_process_is_listed_and_can_be_acted_on(
 def test_unknown_breakers_are_refused_with_the_known_ones(shared_store):
     with pytest.raises(CommandError, match=r"No breaker 'nope': known are payments"):
         call_command("breaker", "open", "nope", stdout=io.StringIO())
+
+
+BARE_SETTINGS = """
+SECRET_KEY = "bare"
+INSTALLED_APPS = ["resilience"]  # no admin, no auth, no contenttypes
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}}}
+CACHES = {{"default": {{"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                        "LOCATION": {url!r}}}}}
+RESILIENCE = {{"STORE": "resilience.stores.CacheStore", "BREAKERS": {{"payments": {{}}}}}}
+USE_TZ = True
+"""
+
+
+def test_a_project_with_the_app_alone_checks_clean_and_runs_the_command(shared_store, tmp_path):
+    """Only "resilience" installed: ``manage.py check`` is clean and the command acts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "bare_settings.py").write_text(BARE_SETTINGS.format(url=shared_store))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bare_settings",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}  # fmt: skip
+
+    def django_admin(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "django", *args], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    checked = django_admin("check")
+    assert checked.returncode == 0 and "no issues" in checked.stdout, checked.stderr[-800:]
+    opened = django_admin("breaker", "open", "payments", "--json")
+    assert opened.returncode == 0, opened.stderr[-800:]
+    assert json.loads(opened.stdout) | {"landed": True, "admin_log": False} == json.loads(
+        opened.stdout
+    )
+    as_a_new_process()
+    assert get_breaker("payments").state is State.OPEN
