@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying
 from .breaker import Probe
 from .clock import SYSTEM_CLOCK, Clock
 from .conf import DEFAULTS
-from .deadline import Deadline
+from .deadline import MIN_ATTEMPT_BUDGET, Deadline
 from .errors import DeadlineExceeded, is_retryable
 from .logs import Summary, failure_data
 from .signals import retry_attempted
@@ -39,8 +39,6 @@ logger = logging.getLogger("resilience.retry")
 
 R = TypeVar("R")
 
-# An attempt needs at least this much budget to be worth starting.
-MIN_ATTEMPT_BUDGET = 0.01
 # A flapping dependency makes many calls retry alike: one line per operation, error type
 # and minute, each retry at DEBUG (and counted in the metrics' retry attempts).
 _summary = Summary(logger)
