@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -24,6 +23,7 @@ from django.db import connections
 from conftest import free_port
 from questdash import localdb
 from resilience.breaker import all_breakers
+from resilience.db.connect import BoundedConnection
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
 
@@ -145,13 +145,13 @@ def questdb_via_proxy(questdb_proxy: Proxy) -> Iterator[Proxy]:
 def connect_attempts(monkeypatch) -> list[float]:
     """Counts real connection attempts to QuestDB (each still goes to the network)."""
     attempts: list[float] = []
-    real_connect = psycopg.connect
+    real_connect = BoundedConnection.connect  # what the guarded engines connect with
 
     def counting_connect(*args, **kwargs):
         attempts.append(time.monotonic())
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(psycopg, "connect", counting_connect)
+    monkeypatch.setattr(BoundedConnection, "connect", counting_connect)
     return attempts
 
 
