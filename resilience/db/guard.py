@@ -49,6 +49,7 @@ T = TypeVar("T")
 # (the connection survives) comes before our socket shutdown (it does not).
 STATEMENT_MARGIN = 0.1
 PSYCOPG_MIN_CONNECT_TIMEOUT = 2  # seconds: psycopg raises anything lower to 2
+QUERY_CANCELED = "57014"
 
 
 def db_call(alias: str, operation: str, fn: Callable[[], T], *, retry: bool = True) -> T:
@@ -78,6 +79,12 @@ class StatementTimeout(DatabaseTimeout):
 def _never_attempted(operation: str, seconds: float) -> DeadlineExceeded:
     deadline = current_deadline()
     return DeadlineExceeded(operation, deadline.budget if deadline is not None else seconds)
+
+
+def _cancelled_by_the_server(exc: BaseException) -> bool:
+    """The server's own statement_timeout fired (SQLSTATE 57014): it answered, and the
+    connection is still good, unlike one the watchdog shut."""
+    return getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED
 
 
 def statement_seconds(alias: str, many: bool = False) -> float:
@@ -132,7 +139,7 @@ class GuardedCursorMixin:
             except Exception as exc:
                 if shut:
                     raise StatementTimeout(verb.upper(), seconds, db.display_name) from exc
-                if is_connection_error(exc):
+                if is_connection_error(exc) and not _cancelled_by_the_server(exc):
                     db.close_after_connection_error()
                 raise
 
@@ -205,6 +212,12 @@ class GuardedDatabaseMixin:
         """
         if self.connection is None or get_breaker(self.alias).state is not State.CLOSED:
             return False
+        if current_deadline() is None:  # a request's edge: nobody waits on a reconnect
+            return self._ping(waited_on=False)
+        # Someone waits: a hang is a timeout, counted (nested in an operation: by it).
+        return db_call(self.alias, f"{self.alias}.ping", self._ping, retry=False)
+
+    def _ping(self, *, waited_on: bool = True) -> bool:
         seconds = connect_seconds(self.alias)
         if seconds < MIN_ATTEMPT_BUDGET:
             raise _never_attempted(f"{self.alias}.ping", seconds)
@@ -216,7 +229,7 @@ class GuardedDatabaseMixin:
         if not shut:
             return usable
         self.close_after_connection_error()
-        if current_deadline() is not None:
+        if waited_on:
             raise StatementTimeout("the connection check (SELECT 1)", seconds, self.display_name)
         return False
 
