@@ -1,8 +1,8 @@
 """Network faults for the operations tests: a real Toxiproxy in front of the real QuestDB.
 
-The root conftest.py starts QuestDB and Redis; here Toxiproxy (once per
-session) and, per test, a proxy to QuestDB that the "questdb" alias is
-pointed at, so a test can blackhole QuestDB without touching the server.
+The root conftest.py starts QuestDB, Redis and Toxiproxy; here, per test, a
+proxy to QuestDB that the "questdb" alias is pointed at, so a test can
+blackhole QuestDB without touching the server.
 """
 
 from __future__ import annotations
@@ -35,14 +35,6 @@ from .toxiproxy import Proxy, Toxiproxy
 def fresh_log_summaries() -> None:
     """Each test's first failure of a kind is logged at its level, as in a new process."""
     reset_summaries()
-
-
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    server = Toxiproxy(port=free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

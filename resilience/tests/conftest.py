@@ -142,14 +142,6 @@ def pg_replica() -> Iterator[PostgresServer]:
     yield from _cluster("replica")
 
 
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    server = Toxiproxy(port=refused_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def replica_proxy(toxiproxy: Toxiproxy, pg_replica: PostgresServer) -> Iterator[Proxy]:
     proxy = toxiproxy.proxy("pg_replica", refused_port(), f"127.0.0.1:{pg_replica.port}")
