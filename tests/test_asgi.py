@@ -29,14 +29,14 @@ from .fleet import Answer, Fleet, StaffLoad, request, slowest
 pytestmark = pytest.mark.usefixtures("questdb_server")
 
 BUDGET = 3.0  # seconds: the README's promise
-FAST = 0.5  # seconds: an answer that waited on nothing (21 ms by hand)
+FAST = 0.75  # seconds: an answer that waited on nothing (21 ms by hand; a loaded CI host)
 # /ht/live/ checks this process's cache: with Redis paused, its check (a write and a read)
 # waits up to two socket timeouts (1 s each, product settings), in its own thread.
 CACHE_WAIT = 2.0
 # asyncio's debug mode (PYTHONASYNCIODEBUG) logs every step of the event loop that took
 # longer than 0.1 s; one that waited on Redis or QuestDB would take a whole timeout.
 HELD = re.compile(r"Executing .* took (\d+\.\d+) seconds")
-LOOP_HELD_MAX = 0.5  # seconds: more than a loaded machine's scheduling, less than any wait
+LOOP_HELD_MAX = 0.75  # seconds: more than a loaded machine's scheduling, less than any wait
 FAULT = 4.0  # seconds each fault lasts
 LIVE, FAVICON = "/ht/live/", "/favicon.ico"
 
