@@ -152,10 +152,13 @@ class Guard:
         try:
             return await asyncio.shield(taking)
         except asyncio.CancelledError:
-            # Cancelled while the thread takes it: give back what it takes (a probe above all).
-            taking.add_done_callback(
-                lambda done: done.exception() or breaker.release(done.result())
-            )
+            # Cancelled while the thread takes it: give back what it takes (a probe above
+            # all), in a thread too.
+            def give_back(done: asyncio.Future[Permit]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    asyncio.get_running_loop().run_in_executor(None, breaker.release, done.result())
+
+            taking.add_done_callback(give_back)
             raise
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache.backends.redis import RedisCache
 
-from resilience.breaker import CircuitBreaker
+from resilience.breaker import CircuitBreaker, Probe
 from resilience.errors import OperationFailed
 from resilience.guard import Guard
 from resilience.retry import RetryPolicy
 from resilience.stores import CacheStore
+
+from .conftest import store_of
 
 SOCKET_TIMEOUT = 0.5  # what one wait on the paused Redis costs
 TICK = 0.01
@@ -86,3 +88,29 @@ def test_a_paused_shared_store_never_holds_the_event_loop(shared_breaker, redis_
     assert outcomes == ["rows", "ConnectionRefusedError"] * 2  # local state carries the calls
     assert took >= SOCKET_TIMEOUT  # the store was waited on...
     assert longest < 0.2, f"the event loop was held {longest:.2f} s"  # ...but not on the loop
+
+
+def test_a_call_cancelled_while_its_probe_is_taken_gives_the_probe_back(clock):
+    """The permit is taken in a thread; a caller cancelled meanwhile must not keep a probe
+    that nobody will use, or the recovering dependency goes unprobed for a window."""
+    breaker = CircuitBreaker(
+        "cancelled", store=store_of("cache", clock), clock=clock, failure_threshold=1
+    )
+    assert breaker.store.shared
+    breaker.record_failure(ConnectionRefusedError(), breaker.acquire())
+    clock.advance(breaker.recovery_timeout)  # half-open: one probe
+
+    async def never() -> str:
+        await asyncio.sleep(60)
+        return "late"
+
+    async def cancel_at_once() -> None:
+        task = asyncio.create_task(Guard("fetch", breaker=breaker).call_async(never))
+        await asyncio.sleep(0)  # it waits on the thread that takes the probe
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)  # the thread has taken it, and given it back
+
+    asyncio.run(cancel_at_once())
+    assert isinstance(breaker.acquire(), Probe)  # the probe is there for the next caller
