@@ -1,4 +1,4 @@
-"""What staff wait for when our own parts are slow or locked, QuestDB healthy: printed, not asserted.
+"""What staff wait for when our own parts are slow or locked, QuestDB healthy: printed only.
 
 Two layouts, each on a fresh gunicorn (one worker, the product's settings):
 
@@ -121,8 +121,9 @@ def sqlite_layout(workdir: Path, lock: float, rounds: int) -> None:
             answers.append(timed(fleet, cookie, path))
         locker.join()
         worst = max(answers, key=lambda a: a[0])
+        median = statistics.median(a[0] for a in answers)
         print(f"SQLite cache locked {lock:g} s, API: worst {worst[0]:.2f} s, "
-              f"median {statistics.median(a[0] for a in answers):.2f} s over {len(answers)}")  # fmt: skip
+              f"median {median:.2f} s over {len(answers)}")  # fmt: skip
         for took, status, body in answers:
             body = body or {}
             print(f"  {took:5.2f} s  HTTP {status}  {body.get('status')}: "
