@@ -27,16 +27,10 @@ import time
 import demo_site  # noqa: F401 - first: it sets Django up
 from django.test.utils import override_settings
 
-from conftest import free_port
 from resilience.registry import reset_registry
-from resilience.tests.postgres import (
-    Reads,
-    database_aliases,
-    faults,
-    guarded_alias,
-    running_postgres,
-)
-from tests.toxiproxy import Toxiproxy
+from testkit.ports import free_port
+from testkit.postgres import Reads, database_aliases, faults, guarded_alias, running_postgres
+from testkit.toxiproxy import Toxiproxy
 
 RECOVERY = 3.0
 SETTINGS = {

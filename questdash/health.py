@@ -55,6 +55,7 @@ from resilience.health import (
     DisclosingHealthCheckView,
     FallbackFreshness,
     Heartbeat,
+    MetricsDirectory,
     bounded_call,
     describe_breaker,
     one_line,
@@ -144,7 +145,7 @@ def full_checks() -> list:
     if settings.REDIS_URL:
         checks.append(redis_check(settings.REDIS_URL))
     if metricsdir.directory() is not None:
-        checks.append(metricsdir.MetricsDirectory)
+        checks.append(MetricsDirectory)
     return checks
 
 

@@ -13,8 +13,8 @@ started after it. So:
   (``posix_fallocate``, through ``AllocatedMmapedDict``): a disk that
   fills later fails that allocation with ENOSPC, an exception, and the
   process drops its metrics then;
-- ``MetricsDirectory``, a health check, looks again on every /ht/ and
-  reports a warning while the directory is unfit or metrics are dropped.
+- ``resilience.health.MetricsDirectory``, a health check, looks again on
+  every /ht/ and warns while the directory is unfit or metrics are dropped.
 
 Dropped means: no figure of this process is written any more (the other
 processes' figures are still served); ``/metrics`` still answers.
@@ -22,14 +22,10 @@ processes' figures are still served); ``/metrics`` still answers.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import struct
 import threading
-
-from health_check import HealthCheck
-from health_check.exceptions import ServiceWarning
 
 from .errors import describe
 from .logs import log_event
@@ -141,19 +137,3 @@ def allocate_before_mapping() -> None:
         allocated = _allocated_class()
         allocated.allocates = True
         values.MmapedDict = allocated
-
-
-@dataclasses.dataclass
-class MetricsDirectory(HealthCheck):
-    """The metrics directory is fit for writing, and this process still writes to it.
-
-    A warning, never a failure: serving goes on without metrics.
-    """
-
-    def run(self) -> None:
-        found = problem()
-        if found is not None:
-            drop(found)  # found at runtime: never grow a file into it
-        why = dropped()
-        if why is not None:
-            raise ServiceWarning(f"metrics are dropped: {found or why}")

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.conf import settings
 
-from conftest import pause_process
 from questdash import localdb
+from testkit.fleet import Answer, Fleet, StaffLoad, request, slowest
+from testkit.processes import pause_process
 
 from .conftest import fleet_redis_url, running
-from .fleet import Answer, Fleet, StaffLoad, request, slowest
 
 pytestmark = pytest.mark.usefixtures("questdb_server")
 

@@ -20,11 +20,11 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from conftest import pause_process
 from questdash import dashboard, localdb
 from resilience.breaker import get_breaker
 from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
+from testkit.processes import pause_process
 
 from .settings import TEST_ENV
 

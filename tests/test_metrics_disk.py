@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .fleet import API, DASHBOARD, HEALTH, Fleet, request
+from testkit.fleet import API, DASHBOARD, HEALTH, Fleet, request
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.timeout(180)]
 

@@ -18,10 +18,9 @@ from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
 from resilience.stores import BreakerStore, CacheStore, LocalStore
-from tests.toxiproxy import Proxy, Toxiproxy
-
-from .postgres import PostgresServer, running_postgres
-from .tcp_servers import refused_port
+from testkit.ports import free_port
+from testkit.postgres import PostgresServer, running_postgres
+from testkit.toxiproxy import Proxy, Toxiproxy
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +143,7 @@ def pg_replica() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def replica_proxy(toxiproxy: Toxiproxy, pg_replica: PostgresServer) -> Iterator[Proxy]:
-    proxy = toxiproxy.proxy("pg_replica", refused_port(), f"127.0.0.1:{pg_replica.port}")
+    proxy = toxiproxy.proxy("pg_replica", free_port(), f"127.0.0.1:{pg_replica.port}")
     yield proxy
     proxy.delete()
 

@@ -34,8 +34,7 @@ from resilience.errors import (
 )
 from resilience.guard import Guard
 from resilience.retry import RetryPolicy
-
-from .tcp_servers import refused_port, tcp_server
+from testkit.tcp_servers import refused_port, tcp_server
 
 TIMEOUT = 0.3  # seconds each client waits for the hung server
 

@@ -12,8 +12,7 @@ import psycopg
 import pytest
 
 from resilience.db.connect import BoundedConnection, connect_within
-
-from .tcp_servers import refused_port, tcp_server
+from testkit.tcp_servers import refused_port, tcp_server
 
 SLACK = 0.15
 

@@ -23,9 +23,8 @@ from django.db import connections
 
 from resilience.errors import OperationFailed
 from resilience.registry import get_breaker
-
-from .postgres import database_aliases, guarded_alias
-from .tcp_servers import refused_port, tcp_server
+from testkit.postgres import database_aliases, guarded_alias
+from testkit.tcp_servers import refused_port, tcp_server
 
 CALLS = {"refused": 4000, "reset": 4000, "hang": 2000}  # 10,000 in all
 CLIENTS = 4  # threads making calls side by side, each with its own connection

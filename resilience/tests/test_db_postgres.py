@@ -21,8 +21,7 @@ from resilience.breaker import State, get_breaker
 from resilience.checks import database_problems
 from resilience.db.guard import ConnectTimeout, StatementTimeout
 from resilience.errors import Kind, OperationFailed, classify
-
-from .postgres import Reads, database_aliases, faults, guarded_alias
+from testkit.postgres import Reads, database_aliases, faults, guarded_alias
 
 pytestmark = pytest.mark.usefixtures("replica_settings", "unblocked")
 

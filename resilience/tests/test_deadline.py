@@ -11,8 +11,7 @@ from resilience.breaker import CircuitBreaker
 from resilience.deadline import MIN_ATTEMPT_BUDGET, timeout
 from resilience.errors import DeadlineExceeded, Kind, OperationFailed
 from resilience.guard import Guard
-
-from .tcp_servers import tcp_server
+from testkit.tcp_servers import tcp_server
 
 
 def test_outside_a_guarded_call_timeout_is_the_callers_own():

@@ -15,6 +15,7 @@ import pytest
 from health_check.exceptions import ServiceWarning
 
 from resilience import metricsdir
+from resilience.health import MetricsDirectory
 
 
 @contextlib.contextmanager
@@ -91,7 +92,7 @@ def test_each_unfit_directory_is_named(tmp_path):
 def test_dropping_is_said_once_and_the_health_check_warns(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     monkeypatch.setattr(metricsdir, "_dropped", {})
-    metricsdir.MetricsDirectory().run()  # fit, nothing dropped: no warning
+    MetricsDirectory().run()  # fit, nothing dropped: no warning
     with caplog.at_level("WARNING", logger="resilience.metrics"):
         metricsdir.drop("a metrics file could not be written", OSError(28, "No space left"))
         metricsdir.drop("again")
@@ -99,4 +100,4 @@ def test_dropping_is_said_once_and_the_health_check_warns(tmp_path, monkeypatch,
     assert [line["event_type"] for line in lines] == ["resilience.metrics.dropped"]
     assert lines[0]["data"]["error"].endswith("[Errno 28] No space left")
     with pytest.raises(ServiceWarning, match="metrics are dropped: a metrics file could not"):
-        metricsdir.MetricsDirectory().run()
+        MetricsDirectory().run()

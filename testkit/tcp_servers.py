@@ -6,7 +6,7 @@
 
 A server runs in a subprocess so that its sockets never show in this
 process's ``/proc/self/fd`` (the descriptor-count tests count ours alone).
-Run as a script it serves until killed: ``python tcp_servers.py hang``
+Run as a module it serves until killed: ``python -m testkit.tcp_servers hang``
 prints its port, then serves.
 """
 
@@ -19,6 +19,9 @@ import struct
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+
+from testkit.ports import free_port
 
 MODES = ("hang", "reset")
 RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
@@ -26,9 +29,7 @@ RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
 
 def refused_port() -> int:
     """A local port nobody listens on (bound and released: the kernel refuses it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @contextlib.contextmanager
@@ -36,7 +37,12 @@ def tcp_server(mode: str) -> Iterator[int]:
     """A server of ``mode`` on a free port, for the block; yields the port."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    process = subprocess.Popen([sys.executable, __file__, mode], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "testkit.tcp_servers", mode],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = process.stdout.readline() if process.stdout else ""
         if not line.strip().isdigit():

@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for the tests: Debian's ``postgresql``, a cluster of our own.
+"""A real PostgreSQL server for the tests: Debian's ``postgresql``, a cluster of our own;
+and guarded aliases to such servers, and reads through the replica router.
 
 ``PostgresServer`` makes a throwaway cluster with initdb on a free port, starts
 it with pg_ctl, and lets a test stop it (refused), start it again, or pause
@@ -32,7 +33,8 @@ from resilience.deadline import Deadline, deadline_scope
 from resilience.errors import GuardedCallError
 from resilience.models import CircuitBreaker as Row
 
-from .tcp_servers import refused_port
+from .ports import free_port
+from .processes import pause_process
 
 
 def binary(name: str) -> str:
@@ -51,21 +53,6 @@ def _version(path: str) -> float:
         return 0.0
 
 
-def pause_process(pid: int, timeout: float = 5.0) -> None:
-    """SIGSTOP ``pid`` and return once it is stopped (state T)."""
-    os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
-            return
-        if stat.rsplit(")", 1)[1].split()[0] in ("T", "t"):
-            return
-        time.sleep(0.005)
-    raise RuntimeError(f"process {pid} did not stop within {timeout} s")
-
-
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (a postmaster's backends and workers)."""
     found = []
@@ -80,7 +67,7 @@ def children(pid: int) -> list[int]:
 class PostgresServer:
     """A cluster on 127.0.0.1:``port`` in ``datadir``, trust authentication, user ``postgres``."""
 
-    port: int = field(default_factory=refused_port)
+    port: int = field(default_factory=free_port)
     datadir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-")))
     user: str = "postgres"
     paused_pids: list[int] = field(default_factory=list, repr=False)
