@@ -24,7 +24,7 @@ from questdash import localdb
 from testkit.fleet import Answer, Fleet, StaffLoad, request, slowest
 from testkit.processes import pause_process
 
-from .conftest import fleet_redis_url, running
+from .conftest import running
 
 pytestmark = pytest.mark.usefixtures("questdb_server")
 
@@ -46,7 +46,7 @@ def asgi_site(fleet_proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
     server = Fleet(
         workdir=tmp_path_factory.mktemp("asgi"),
         questdb_port=fleet_proxy.port,
-        redis_url=fleet_redis_url(redis_server, 7),
+        redis_url=redis_server.fresh_database(7),
         workers=1,
         server="uvicorn",
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "1", "PYTHONASYNCIODEBUG": "1"},
