@@ -21,6 +21,15 @@ ensure_redis() {
     $SUDO service redis-server stop >/dev/null 2>&1 || true
 }
 
+# The guarded PostgreSQL alias's tests run their own clusters (initdb, pg_ctl).
+ensure_postgresql() {
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return
+    log "Installing postgresql (Debian)"
+    apt_install postgresql
+    # The tests start their own clusters; the packaged one is not needed.
+    $SUDO service postgresql stop >/dev/null 2>&1 || true
+}
+
 # A host whose clock is ten minutes off, for the shared breaker's tests (issue 9).
 ensure_faketime() {
     command -v faketime >/dev/null && return
@@ -46,6 +55,7 @@ ensure_toxiproxy() {
 
 ensure_venv
 ensure_redis
+ensure_postgresql
 ensure_faketime
 ensure_chromium
 ensure_toxiproxy

@@ -1,8 +1,8 @@
 """Network faults for the operations tests: a real Toxiproxy in front of the real QuestDB.
 
-The root conftest.py starts QuestDB and Redis; here Toxiproxy (once per
-session) and, per test, a proxy to QuestDB that the "questdb" alias is
-pointed at, so a test can blackhole QuestDB without touching the server.
+The root conftest.py starts QuestDB, Redis and Toxiproxy; here, per test, a
+proxy to QuestDB that the "questdb" alias is pointed at, so a test can
+blackhole QuestDB without touching the server.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -22,6 +21,7 @@ from django.db import connections
 
 from questdash import localdb
 from resilience.breaker import all_breakers
+from resilience.db.connect import BoundedConnection
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
 from testkit.fleet import Fleet
@@ -33,14 +33,6 @@ from testkit.toxiproxy import Proxy, Toxiproxy
 def fresh_log_summaries() -> None:
     """Each test's first failure of a kind is logged at its level, as in a new process."""
     reset_summaries()
-
-
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    server = Toxiproxy(port=free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -136,13 +128,13 @@ def questdb_via_proxy(questdb_proxy: Proxy) -> Iterator[Proxy]:
 def connect_attempts(monkeypatch) -> list[float]:
     """Counts real connection attempts to QuestDB (each still goes to the network)."""
     attempts: list[float] = []
-    real_connect = psycopg.connect
+    real_connect = BoundedConnection.connect  # what the guarded engines connect with
 
     def counting_connect(*args, **kwargs):
         attempts.append(time.monotonic())
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(psycopg, "connect", counting_connect)
+    monkeypatch.setattr(BoundedConnection, "connect", counting_connect)
     return attempts
 
 
