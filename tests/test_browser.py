@@ -16,45 +16,38 @@ sleeps: the machine may be busy. Screenshots go to var/screenshots/
 from __future__ import annotations
 
 import json
-import math
 import re
-import shutil
 import sqlite3
-import tempfile
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from questdash import localdb
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
 
+from .browser import BLOCKING, SHOTS, THEMES, Browser
 from .conftest import fleet_redis_url
 from .fleet import DASHBOARD, CeleryWorker, Fleet, request
 from .settings import TEST_ENV
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "var" / "screenshots"
 BREAKERS = "/admin/resilience/circuitbreaker/"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-# What this machine's headless chromium needs: no sandbox (root, containers), no GPU, /tmp
-# instead of a small /dev/shm, and none of its own network chatter.
-CHROME_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run",
-)  # fmt: skip
+# Every page the README shows; the demo login opens each one.
+README_PAGES = {
+    "/admin/": "Site administration",
+    DASHBOARD: "QuestDB dashboard",
+    BREAKERS: "Circuit breakers",
+    "/admin/questdash/price/": "price",
+    "/admin/questdash/position/": "position",
+    "/admin/questdash/tradingsession/": "trading session",
+}
+# axe-core audits these in both themes: the login, the dashboard, the breaker page, a changelist.
+AUDITED = ("/admin/login/", DASHBOARD, BREAKERS, "/admin/questdash/price/")
+AUDITS: dict[str, dict[str, list[dict]]] = {}  # theme -> page -> violations, for the summary
 PEOPLE_WORDS = [words for _, words in (*UNREACHABLE, *CIRCUIT)] + [CIRCUIT_DEFAULT]
 SECTIONS = 4  # three tables and the chart
 
@@ -93,72 +86,6 @@ return {
   token: (card.querySelector('input[name=csrfmiddlewaretoken]') || {}).value || null,
 };
 """
-
-
-class Browser:
-    """One headless chromium: pages, explicit waits, console errors and screenshots."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.profile = tempfile.mkdtemp(prefix="chromium-")
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (*CHROME_FLAGS, f"--user-data-dir={self.profile}", "--window-size=1280,1200"):
-            options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-        self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-        self.driver.set_page_load_timeout(60)
-        self.errors: list[dict] = []
-        self.pages: set[str] = set()
-
-    def quit(self) -> None:
-        self.driver.quit()
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-    def visit(self, path: str) -> None:
-        self.driver.get(self.base_url + path)
-        self.pages.add(urllib.parse.urlsplit(self.driver.current_url).path)  # after redirects
-        self.collect_console()
-
-    def collect_console(self) -> None:
-        """Console messages at level SEVERE (errors, failed loads) since the last look."""
-        self.errors += [e for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
-
-    def js(self, script: str) -> Any:
-        return self.driver.execute_script(script)
-
-    def until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Poll ``condition`` until it returns something true (a page may reload meanwhile)."""
-        ignored = (StaleElementReferenceException, WebDriverException)
-        wait = WebDriverWait(self.driver, timeout, poll_frequency=0.5, ignored_exceptions=ignored)
-        return wait.until(lambda _: condition(), message=f"not within {timeout:g} s: {what}")
-
-    def reload_until(self, path: str, read: str, check: Callable[[Any], bool], timeout: float,
-                     what: str) -> Any:  # fmt: skip
-        """Load ``path`` again and again until the state ``read`` returns passes ``check``."""
-
-        def look() -> Any:
-            self.visit(path)
-            state = self.js(read)
-            return state if state is not None and check(state) else None
-
-        return self.until(look, timeout, what)
-
-    def shot(self, name: str) -> Path:
-        """The whole page, however long (the viewport is stretched to it for the shot)."""
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        target = SHOTS / f"{name}.png"
-        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
-        self.driver.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 1280, "height": min(6000, math.ceil(size["height"])),
-             "deviceScaleFactor": 1, "mobile": False},
-        )  # fmt: skip
-        try:
-            self.driver.save_screenshot(str(target))
-        finally:
-            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        return target
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +131,37 @@ def breaker_state(browser: Browser) -> dict:
     return browser.js(BREAKER_STATE)
 
 
+def audit(browser: Browser, path: str, when: str = "") -> None:
+    """axe-core on ``path`` in each theme, every violation kept; a screenshot of each."""
+    for theme in THEMES:
+        browser.visit(path)
+        browser.theme(theme)
+        browser.visit(path)
+        assert browser.js("return document.documentElement.dataset.theme") == theme
+        AUDITS.setdefault(theme, {})[f"{path} {when}".strip()] = browser.axe()
+        browser.shot(f"{theme}{path.rstrip('/').replace('/', '-')}{'-' + when if when else ''}")
+    browser.theme("auto")
+    save_audits()
+
+
+def save_audits() -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "axe.json").write_text(json.dumps(AUDITS, indent=1))
+
+
+def blocking(theme: str) -> dict[str, list[str]]:
+    """The serious and critical violations found in ``theme``: page -> 'rule: element'."""
+    return {
+        path: [f"{v['id']} ({v['impact']}): {n['target']}" for v in found
+               if v["impact"] in BLOCKING for n in v["nodes"]]
+        for path, found in AUDITS.get(theme, {}).items()
+    }  # fmt: skip
+
+
+def test_the_login_page_reads_well_in_both_themes(browser: Browser):
+    audit(browser, "/admin/login/")
+
+
 def test_log_in(site: Fleet, browser: Browser):
     browser.visit("/admin/")
     assert "/admin/login/" in browser.driver.current_url
@@ -219,6 +177,28 @@ def test_log_in(site: Fleet, browser: Browser):
     favicon = request(site.base_url, "/favicon.ico", timeout=10)
     assert favicon.status == 200 and favicon.body[:4] == b"\x00\x00\x01\x00"  # an ICO file
     browser.shot("01-logged-in")
+
+
+def test_the_demo_login_opens_every_page_the_readme_shows(site: Fleet, browser: Browser):
+    """The demo login (Fleet's staff user is made by demo_login) sees each page, no 403."""
+    for path, words in README_PAGES.items():
+        browser.visit(path)
+        assert browser.driver.current_url == site.base_url + path, path  # not sent to log in
+        title = browser.driver.title
+        assert words.lower() in title.lower() and "forbidden" not in title.lower(), title
+        assert browser.driver.find_elements(By.ID, "content"), path
+
+
+def test_every_page_reads_well_in_both_themes(browser: Browser):
+    """axe-core: no serious or critical violation on our pages, light or dark."""
+    for path in AUDITED[1:]:
+        audit(browser, path)
+    counts = {
+        theme: {path: len(found) for path, found in blocking(theme).items()} for theme in THEMES
+    }
+    print("axe-core serious+critical:", json.dumps(counts))
+    for theme in THEMES:
+        assert not any(blocking(theme).values()), json.dumps(blocking(theme), indent=1)
 
 
 def test_dashboard_goes_down_with_questdb_and_heals(site: Fleet, browser: Browser):
@@ -249,6 +229,7 @@ def test_dashboard_goes_down_with_questdb_and_heals(site: Fleet, browser: Browse
         for code in ("database_unavailable", "circuit_open", "Failed to get_"):
             assert code not in down["body"]  # machine codes stay in the JSON
         browser.shot("03-dashboard-outage")
+        audit(browser, DASHBOARD, "outage")
 
         outage = browser.reload_until(
             BREAKERS, BREAKER_STATE, lambda s: s["outage"] and len(s["processes"]) == 3,
@@ -262,6 +243,9 @@ def test_dashboard_goes_down_with_questdb_and_heals(site: Fleet, browser: Browse
         assert "consecutive" not in outage["figures"]  # no "Consecutive failures 0" when open
         assert int(outage["figures"]["failure-600"]) > 0  # published by the processes that failed
         browser.shot("04-breaker-outage")
+        audit(browser, BREAKERS, "outage")
+        for theme in THEMES:
+            assert not any(blocking(theme).values()), json.dumps(blocking(theme), indent=1)
     finally:
         localdb.start()
 
