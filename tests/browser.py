@@ -20,6 +20,9 @@ from typing import Any
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +49,23 @@ axe.run(document, {resultTypes: ["violations"]}).then(
     nodes: v.nodes.map(n => ({target: n.target.join(" "), summary: n.failureSummary})),
   }))),
   error => done({error: String(error)}));
+"""
+
+
+# Numbers every element in a scope that the keyboard should reach, and names each.
+MARK_FOCUSABLE = """
+const scope = document.querySelector(SCOPE);
+const nodes = Array.from(scope.querySelectorAll(
+  'a[href], button, input:not([type=hidden]), select, textarea, [tabindex]'))
+  .filter(n => !n.disabled && n.tabIndex >= 0 && n.getClientRects().length > 0);
+window.qdFocusable = nodes.map(n => n.outerHTML.slice(0, 120));
+nodes.forEach((n, i) => { n.dataset.qdTab = String(i); });
+return nodes.length;
+"""
+FOCUSED = """
+const node = document.activeElement;
+if (!node || node.dataset.qdTab === undefined) return [null, null];
+return [node.dataset.qdTab, getComputedStyle(node).outlineStyle];
 """
 
 
@@ -125,6 +145,29 @@ class Browser:
         finally:
             self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         return target
+
+    def tab_through(self, scope: str, limit: int = 200) -> tuple[list[str], list[str]]:
+        """Press Tab from the top of the page until focus comes round again.
+
+        Returns the focusable elements in ``scope`` that Tab never reached, and
+        those it reached with no visible focus ring.
+        """
+        count = self.js(MARK_FOCUSABLE.replace("SCOPE", json.dumps(scope)))
+        self.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
+        body = self.driver.find_element(By.TAG_NAME, "body")
+        reached: dict[str, str] = {}
+        ActionChains(self.driver).move_to_element(body).perform()
+        for _ in range(limit):
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            index, ring = self.js(FOCUSED)
+            if index is not None:
+                if index in reached:
+                    break  # round again
+                reached[index] = ring
+        names = self.js("return window.qdFocusable")
+        missed = [names[i] for i in range(count) if str(i) not in reached]
+        unringed = [names[int(i)] for i, ring in reached.items() if ring == "none"]
+        return missed, unringed
 
     def theme(self, theme: str) -> None:
         """The admin's theme, as its header toggle stores it (it applies from the next page)."""

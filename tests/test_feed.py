@@ -42,6 +42,7 @@ HTTP = f"http://127.0.0.1:{settings.QUESTDB_HTTP_PORT}"
 @pytest.fixture
 def reseeded() -> Iterator[None]:
     """A fresh seed to start from; the demo data again after (the feed's rows gone)."""
+    connections[QUESTDB_ALIAS].close()  # another test may have restarted QuestDB
     seed.seed()
     yield
     seed.seed()
