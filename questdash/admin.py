@@ -18,6 +18,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import path
+from django.views.decorators.cache import never_cache
 
 from resilience.admin import PageAdmin
 from resilience.breaker import get_breaker
@@ -29,6 +30,7 @@ from .models import Dashboard
 from .reasons import in_words
 from .sections import section
 from .totals import pnl_totals
+from .views import refusal
 
 TITLES = {
     "active-sessions": "Active sessions",
@@ -66,8 +68,6 @@ def dashboard_state() -> dict:
         own = in_words(s["envelope"].reason) if s["envelope"].status != "ok" else None
         s["reason"] = own if own != banner_reason else None
     stale = [s for s in sections if s["envelope"].status == "degraded"]
-    positions = next(s for s in sections if s["slug"] == "positions")
-    positions["totals"] = pnl_totals(positions["envelope"].data or [])
     return {
         "banner_reason": banner_reason,
         "outage": outage is not None,
@@ -101,7 +101,11 @@ def signature(state: dict) -> str:
     return hashlib.blake2s(json.dumps(said, default=str).encode(), digest_size=8).hexdigest()
 
 
-def with_chart(state: dict) -> dict:
+def rendered(state: dict) -> dict:
+    """The state with what only drawing needs: the chart's SVG and the positions' totals."""
+    for s in state["sections"]:
+        if s["slug"] == "positions":
+            s["totals"] = pnl_totals(s["envelope"].data or [])
     return {**state, "chart": price_chart(state["chart_section"]["envelope"].data or [])}
 
 
@@ -111,40 +115,37 @@ class DashboardAdmin(PageAdmin):
     page_title = "QuestDB dashboard"
 
     def get_urls(self):
+        # Not admin_view(): that would check the permission the admin's slow way (all of the
+        # user's permissions, two queries) and redirect to the login page; live/ answers a
+        # script, every second, under the JSON API's own rule and its one-query check.
         live = path(
             "live/",
-            self.admin_site.admin_view(self.live_view),
+            never_cache(self.live_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_live",
         )
         return [live, *super().get_urls()]
 
     def page_context(self, request: HttpRequest) -> dict:
         state = dashboard_state()
-        return {**with_chart(state), "signature": signature(state)}
+        return {**rendered(state), "signature": signature(state)}
 
     def live_view(self, request: HttpRequest) -> HttpResponse:
         """GET live/?state=<digest>: only the digest while it still holds; else every part.
 
-        admin_view() makes it staff-only and never cached, as the page.
+        Staff with the dashboard's permission only, as /api/dashboard/<section>/ (401, 403 in
+        JSON otherwise: the page's script then reloads, and the admin asks for a login).
 
         Without ``state`` (the page's update every refresh interval) every part
         is rendered: the status line, the banner, each section and the chart,
         keyed by the id of the element each replaces.
         """
-        if request.method not in ("GET", "HEAD"):
-            refused = JsonResponse({"error": f"{request.method} is not allowed: use GET."})
-            refused.status_code = 405
-            refused["Allow"] = "GET, HEAD"
+        if (refused := refusal(request)) is not None:
             return refused
-        if not self.has_view_permission(request):
-            return JsonResponse(
-                {"error": "This account lacks the questdash.view_dashboard permission."}, status=403
-            )
         state = dashboard_state()
         digest = signature(state)
         if request.GET.get("state") == digest:
             return JsonResponse({"state": digest, "changed": False})
-        context = with_chart(state)
+        context = rendered(state)
         parts = {
             "qd-status": render_to_string(PARTS + "status.html", context, request),
             "qd-banner": render_to_string(PARTS + "banner.html", context, request),

@@ -32,6 +32,7 @@ from selenium.webdriver.common.keys import Keys
 from questdash import localdb, seed
 from questdash.db.router import QUESTDB_ALIAS
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
+from questdash.templatetags.dashboard import describe_age
 
 from .browser import BLOCKING, SHOTS, THEMES, Browser
 from .conftest import fleet_redis_url
@@ -75,6 +76,15 @@ return {
   body: document.body.innerText,
 };
 """
+ADD_AGES = """
+for (const age of AGES) {
+  const span = document.createElement('span');
+  span.className = 'test-age';
+  span.dataset.age = String(age);
+  document.getElementById('qd').appendChild(span);
+}
+"""
+READ_AGES = "return Array.from(document.querySelectorAll('.test-age')).map(s => s.textContent);"
 FOCUS_RING = "return getComputedStyle(document.activeElement).outlineStyle;"
 # Selects the active sessions' names (text that no update changes) and says what is selected.
 SELECT_NAMES = """
@@ -291,6 +301,14 @@ def test_the_dashboard_moves_with_the_market_in_place(browser: Browser):
     later = browser.until(
         lambda: (s := dashboard(browser))["totals"] != moved["totals"] and s, 30, "totals move"
     )
+    # Ages count on in the browser as the server words them (dashboard.js's describe()).
+    ages = {90: "1 minute old", 3 * 3600 + 10: "3 hours old", 2 * 86400 + 10: "2 days old"}
+    assert {seconds: describe_age(seconds) for seconds in ages} == ages
+    browser.js(ADD_AGES.replace("AGES", json.dumps(list(ages))))
+    shown_ages = browser.until(
+        lambda: (t := browser.js(READ_AGES)) and all(t) and t, 10, "the ages counted"
+    )
+    assert shown_ages == list(ages.values())
     assert later["same_page"]
     assert browser.js("return window.scrollY") == scrolled
     assert browser.js("return window.getSelection().toString()") == selected
