@@ -14,7 +14,6 @@ import math
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 
@@ -30,15 +29,6 @@ PAGE = "/admin/questdash/dashboard/"
 LIVE = PAGE + "live/"
 PARTS = ["qd-status", "qd-banner", "active-sessions", "latest-prices", "positions",
          "price-history"]  # fmt: skip
-
-
-@pytest.fixture
-def staff(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("staff", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_live_parts_are_the_page_s_own_elements(staff):

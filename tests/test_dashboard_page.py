@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.test import Client
 
 from questdash import localdb
@@ -27,15 +26,6 @@ def questdb_back(fresh_state):
     yield
     if not localdb.status().running:
         localdb.start()
-
-
-@pytest.fixture
-def staff(django_user_model) -> Client:
-    user = django_user_model.objects.create_user("staff", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_the_outage_is_said_once_in_the_banner_in_words(staff):
