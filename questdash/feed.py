@@ -117,7 +117,10 @@ class QuestDBHttp:
                 return response.read()
         except urllib.error.HTTPError as exc:
             raise Unavailable(f"QuestDB answered HTTP {exc.code}: {_said(exc)}") from None
-        except (OSError, ValueError) as exc:  # refused, reset, timed out; a broken answer
+        except urllib.error.URLError as exc:  # refused, unknown host: say what, not urllib's wrap
+            why = describe(exc.reason) if isinstance(exc.reason, BaseException) else str(exc.reason)
+            raise Unavailable(why) from None
+        except (OSError, ValueError) as exc:  # reset, timed out; a broken answer
             raise Unavailable(describe(exc)) from None
 
 
