@@ -405,6 +405,7 @@ def test_dashboard_goes_down_with_questdb_and_heals(site: Fleet, browser: Browse
         assert int(outage["figures"]["failure-600"]) > 0  # published by the processes that failed
         browser.shot("04-breaker-outage")
         audit(browser, BREAKERS, "outage")
+        audit(browser, "/admin/questdash/price/", "outage")  # the last good first page
         for theme in THEMES:
             assert not any(blocking(theme).values()), json.dumps(blocking(theme), indent=1)
         browser.visit(DASHBOARD)
