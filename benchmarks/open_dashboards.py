@@ -46,9 +46,10 @@ import demo_site  # noqa: F401 - first: it sets Django up (test ports)
 from django.conf import settings
 from django.core.management import call_command
 
-from conftest import RedisServer, free_port
 from questdash import localdb
-from tests.fleet import DASHBOARD, Fleet, request
+from testkit.fleet import DASHBOARD, Fleet, request
+from testkit.ports import free_port
+from testkit.redis_server import RedisServer
 
 WORKERS = 2
 REFRESH = 15.0  # DASHBOARD_REFRESH_INTERVAL's default

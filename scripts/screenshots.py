@@ -34,8 +34,8 @@ from django.core.management import call_command  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from questdash import localdb  # noqa: E402
+from testkit.fleet import DASHBOARD, CeleryWorker, Fleet, PriceFeedProcess  # noqa: E402
 from tests.browser import THEMES, Browser  # noqa: E402
-from tests.fleet import DASHBOARD, CeleryWorker, Fleet, PriceFeedProcess  # noqa: E402
 
 DOCS = ROOT / "docs"
 

@@ -33,10 +33,9 @@ from questdash import localdb, seed
 from questdash.db.router import QUESTDB_ALIAS
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
 from questdash.templatetags.dashboard import describe_age
+from testkit.fleet import DASHBOARD, CeleryWorker, Fleet, PriceFeedProcess, request
 
 from .browser import BLOCKING, SHOTS, THEMES, Browser
-from .conftest import fleet_redis_url
-from .fleet import DASHBOARD, CeleryWorker, Fleet, PriceFeedProcess, request
 from .settings import TEST_ENV
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.timeout(240)]
@@ -145,7 +144,7 @@ def site(fleet_proxy, redis_server, tmp_path_factory, django_db_blocker) -> Iter
     server = Fleet(
         workdir=tmp_path_factory.mktemp("browser-site"),
         questdb_port=fleet_proxy.port,
-        redis_url=fleet_redis_url(redis_server, 7),
+        redis_url=redis_server.fresh_database(7),
         workers=2,
         # Quick to heal, and the beat refreshes every 3 s: the figures move while we watch.
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "3", "DASHBOARD_REFRESH_INTERVAL": "3"},

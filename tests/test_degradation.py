@@ -6,6 +6,7 @@ middleware and pages are the real ones, driven through Django's test client.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
@@ -19,11 +20,11 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from conftest import pause_process
 from questdash import dashboard, localdb
 from resilience.breaker import get_breaker
 from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
+from testkit.processes import pause_process
 
 from .settings import TEST_ENV
 
@@ -221,7 +222,7 @@ def test_paused_questdb_does_not_hang_a_request(staff):
     assert elapsed < 4.0 + 1.5, f"took {elapsed:.1f} s, over the call deadline"
 
 
-def test_failure_and_empty_results_never_overwrite_the_copy(settings):
+def test_a_failure_never_overwrites_the_copy_and_an_empty_answer_is_told(settings):
     settings.RESILIENCE = {**settings.RESILIENCE, "FAILURE_THRESHOLD": 100}
     rows = [[{"a": 1}], [], RuntimeError("boom")]
 
@@ -238,8 +239,63 @@ def test_failure_and_empty_results_never_overwrite_the_copy(settings):
     failed = query.get()
     assert failed.status == "degraded"
     assert failed.data == [{"a": 1}]
-    assert failed.reason == "query_error: Failed to get_overwrite_test: boom"
-    assert query.last_good().data == [{"a": 1}]
+    # The rows shown are older than the last answer (empty): the reason says so.
+    assert failed.reason.startswith("query_error: Failed to get_overwrite_test: boom; ")
+    assert "the database's last answer, at " in failed.reason
+    assert failed.reason.endswith(f"had no rows: showing the rows from {at(failed.cached_at)}")
+    copy = query.last_good()
+    assert copy.data == [{"a": 1}] and copy.empty == []
+    assert copy.answered_at > copy.cached_at == failed.cached_at
+
+
+def at(moment) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_a_true_empty_answer_is_trusted_and_told(staff):
+    """Every session stops: QuestDB really answers "no active sessions". That answer is
+    fresh (health and burst collapsing follow it); in the next outage the last sessions
+    seen are shown, saying that QuestDB's last answer, newer than them, had none."""
+    from django.core.management import call_command
+
+    from resilience.health import FallbackFreshness
+
+    _, before = get_json(staff, "active-sessions")
+    assert before["status"] == "ok" and before["data"]
+    time.sleep(1.5)  # the rows' copy grows older than the health limit below
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    stopped = [(s["session_id"], s["name"], s["strategy"], "stopped", now) for s in before["data"]]
+    try:
+        with connections["questdb"].cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO trading_sessions (session_id, name, strategy, status, ts)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                stopped,
+            )
+        deadline = time.monotonic() + 10
+        while dashboard.get_active_sessions():  # rows written to a WAL table show up later
+            assert time.monotonic() < deadline, "QuestDB did not apply the stopped rows"
+            time.sleep(0.05)
+        _, empty = get_json(staff, "active-sessions")
+        assert (empty["status"], empty["data"], empty["reason"]) == ("ok", [], None)
+        assert empty["cached_at"] > before["cached_at"]
+        FallbackFreshness(query="active_sessions", max_age=1.0).run()  # raises when stale
+        localdb.stop()
+        response, outage = get_json(staff, "active-sessions")
+        assert response.status_code == 200
+        assert (outage["status"], outage["data"]) == ("degraded", before["data"])
+        assert outage["cached_at"] == before["cached_at"]
+        answered = datetime.datetime.fromisoformat(empty["cached_at"])
+        shown = datetime.datetime.fromisoformat(before["cached_at"])
+        assert outage["reason"].endswith(
+            f"; QuestDB's last answer, at {at(answered)}, had no rows: "
+            f"showing the rows from {at(shown)}"
+        ), outage["reason"]
+        page = staff.get(DASHBOARD).content.decode()
+        assert f"QuestDB&#x27;s last answer, at {at(answered)}, had no rows" in page
+    finally:
+        localdb.start()
+        call_command("questdb", "seed", verbosity=0)  # the demo's sessions, for the others
 
 
 def test_many_requests_missing_at_once_make_one_query(settings, redis_url):

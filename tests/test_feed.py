@@ -30,9 +30,8 @@ from questdash import seed
 from questdash.db.router import QUESTDB_ALIAS
 from questdash.feed import Feed, QuestDBHttp
 from questdash.seed import SYMBOLS, price_at, step_of
-
-from .conftest import free_port
-from .fleet import ROOT
+from testkit.fleet import ROOT
+from testkit.ports import free_port
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.django_db(databases="__all__")]
 

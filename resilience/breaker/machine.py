@@ -130,7 +130,7 @@ class OpenState:
         now = breaker._now()
         until: float = rec.open_until  # type: ignore[assignment]
         if now < until:
-            raise breaker._rejected(until, "open", now)
+            raise breaker._rejected(until, "open", now, rec)
         return breaker._probe(cell, rec, now)
 
     failed = DisabledState.failed  # a stale closed permit's failure: the open decision stands
@@ -489,7 +489,7 @@ class CircuitBreaker(CallStyles):
     def _probe(self, cell: Cell, rec: Record, now: float) -> Permit:
         window = rec.probe_window(now)
         if self._denied == (rec.uid, window):
-            raise self._rejected(rec.window_start(window + 1), "half_open", now)
+            raise self._rejected(rec.window_start(window + 1), "half_open", now, rec)
         if self._store.shared:
             # Probing on a stale view would waste the permit: look first.
             self._store.sync(self.name, force=True)
@@ -499,16 +499,18 @@ class CircuitBreaker(CallStyles):
         slot = self._store.acquire_probe(self.name, rec, window, self.config.half_open_max_calls)
         if not slot:
             self._denied = (rec.uid, window)
-            raise self._rejected(rec.window_start(window + 1), "half_open", now)
+            raise self._rejected(rec.window_start(window + 1), "half_open", now, rec)
         self._counts.probes.add()
         self._enter_half_open(rec, now)
         return Probe(rec, window, slot)
 
     def _rejected(
-        self, next_probe_at: float | None, reason: str, now: float | None
+        self, next_probe_at: float | None, reason: str, now: float | None, rec: Record | None = None
     ) -> CircuitOpenError:
         self._counts.rejections.add()
-        error = _open_error(CircuitOpenError, self.name, next_probe_at, now, reason)
+        # What opened it travels with every refusal: staff are told why, not only "open".
+        error, kind = (rec.error, rec.error_type) if rec is not None else (None, None)
+        error = _open_error(CircuitOpenError, self.name, next_probe_at, now, reason, error, kind)
         if call_rejected.receivers:
             call_rejected.emit(self, name=self.name, error=error)
         return error
