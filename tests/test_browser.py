@@ -615,3 +615,18 @@ def test_no_console_errors_on_any_page(browser: Browser):
     browser.collect_console()
     assert not browser.errors, browser.errors
     assert {"/admin/", "/admin/login/", DASHBOARD, BREAKERS} <= browser.pages
+
+
+def test_a_dashboard_whose_session_ended_goes_to_the_login(browser: Browser):
+    """live/ answers 401 once the session is gone: the page reloads into the admin's login."""
+    browser.visit(DASHBOARD)
+    session = browser.driver.get_cookie("sessionid")
+    browser.driver.delete_cookie("sessionid")
+    try:
+        browser.until(lambda: "/admin/login/" in browser.driver.current_url, 30, "the login page")
+        browser.collect_console()
+        expected = [e for e in browser.errors if "live/" in e["message"] and "401" in e["message"]]
+        assert len(expected) <= 1, browser.errors  # the one refused look, then the login
+        browser.errors = [e for e in browser.errors if e not in expected]
+    finally:
+        browser.driver.add_cookie({k: session[k] for k in ("name", "value", "path")})

@@ -107,7 +107,8 @@
       headers: {Accept: "application/json"},
     }).then(function (response) {
       var type = response.headers.get("Content-Type") || "";
-      if (response.redirected || type.indexOf("application/json") !== 0) {
+      var refused = response.status === 401 || response.status === 403;
+      if (refused || response.redirected || type.indexOf("application/json") !== 0) {
         window.location.reload(); // logged out: the page itself says where to go
         return null;
       }
