@@ -240,6 +240,38 @@ class CeleryWorker:
             self.process = None
 
 
+@dataclass
+class PriceFeedProcess:
+    """`manage.py price_feed` beside a ``Fleet``, as `make run` runs it (the Procfile's feed)."""
+
+    site: Fleet
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.site.workdir / "price_feed.log"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "price_feed"], cwd=ROOT, env=self.site.env(),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> int | None:
+        """Ctrl-C's signal; its exit code (None when it had to be killed)."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            terminate(self.process, 1)
+            return None
+        finally:
+            self.process = None
+
+
 def rotate(items: tuple[str, ...], by: int) -> list[str]:
     by %= len(items)
     return [*items[by:], *items[:by]]

@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.db import connections
+from django.test import Client
 
 from questdash import localdb
 from resilience.breaker import all_breakers
@@ -151,6 +153,16 @@ def fresh_state(settings) -> Iterator[None]:
         breaker.reset()
     yield
     assert settle_probes(10), "a QuestDB health probe is still hanging"
+
+
+@pytest.fixture
+def staff(django_user_model) -> Client:
+    """A logged-in staff client with the dashboard's view permission (and nothing else)."""
+    user = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture
