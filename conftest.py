@@ -15,8 +15,9 @@ import pytest
 
 from testkit import fixtures
 
-redis_server = fixtures.redis_server  # the session's Redis, shared by both suites
+redis_server = fixtures.redis_server  # the session's Redis and Toxiproxy, shared by both suites
 redis_url = fixtures.redis_url
+toxiproxy = fixtures.toxiproxy
 
 
 @pytest.fixture(scope="session")

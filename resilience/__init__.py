@@ -11,7 +11,7 @@ __version__ = "0.2.0"  # the distribution's version (pyproject.toml reads it; se
 from .breaker import BreakerSnapshot, CircuitBreaker, Outcome, Probe, State, Transition
 from .clock import Clock, FakeClock, SystemClock, Timebase
 from .conf import BreakerConfig
-from .deadline import Deadline, current_deadline, current_timeouts, remaining_budget
+from .deadline import Deadline, current_deadline, current_timeouts, remaining_budget, timeout
 from .errors import (
     CircuitOpenError,
     DeadlineExceeded,
@@ -70,5 +70,6 @@ __all__ = [
     "reset_registry",
     "scrub",
     "shared_cache",
+    "timeout",
     "was_attempted",
 ]

@@ -87,6 +87,10 @@ DEFAULTS: dict[str, Any] = {
     # says, such as ("/api/",); elsewhere the Accept header decides.
     "JSON_PATHS": (),
     "BREAKERS": {},  # per-breaker overrides: {"questdb": {"FAILURE_THRESHOLD": 3}}
+    # Guarded database aliases (resilience.db): the replicas ReplicaRouter reads from
+    # while their breakers let calls through, and the alias it reads from otherwise.
+    "READ_REPLICAS": (),
+    "PRIMARY_DATABASE": "default",
 }
 
 # The public contract's environment variables and how to read each.
@@ -106,6 +110,8 @@ BREAKER_KEYS = frozenset(DEFAULTS) - {
     "FLEET_PROCESS_TIMEOUT",
     "PROCESS_ROLE",
     "JSON_PATHS",
+    "READ_REPLICAS",
+    "PRIMARY_DATABASE",
 }
 
 Problem = tuple[str, str, str]  # (check id, message, hint)
@@ -178,9 +184,21 @@ RULES: list[Rule] = [
     ),
     Rule(
         "JSON_PATHS",
-        "E018",
+        "E019",
         lambda v: isinstance(v, list | tuple) and all(str(p).startswith("/") for p in v),
         'a list of path prefixes, each starting with "/", such as ("/api/",)',
+    ),
+    Rule(
+        "READ_REPLICAS",
+        "E018",
+        lambda v: isinstance(v, list | tuple) and all(isinstance(a, str) and a for a in v),
+        'a list of database aliases, such as ["replica"]',
+    ),
+    Rule(
+        "PRIMARY_DATABASE",
+        "E018",
+        lambda v: isinstance(v, str) and bool(v),
+        'a database alias, such as "default"',
     ),
 ]
 _RULES_BY_KEY = {rule.key: rule for rule in RULES}

@@ -17,6 +17,7 @@ function: the outer guard retries and counts.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -92,6 +93,11 @@ class Guard:
         settings that were checked at startup.
         """
         permit = self._acquire(breaker)
+        return (permit, *self._plan_run(breaker, permit))
+
+    def _plan_run(
+        self, breaker: CircuitBreaker, permit: Permit
+    ) -> tuple[RetryRun, tuple[Any, Any]]:
         plan = _plan(breaker.name)
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
@@ -101,7 +107,7 @@ class Guard:
         budget = plan.deadline if self._deadline is None else float(self._deadline)
         deadline = Deadline.within(budget, clock=clock)
         run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
-        return permit, run, _enter(deadline, _with(_guarding.get(), breaker.name))
+        return run, _enter(deadline, _with(_guarding.get(), breaker.name))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` as this operation."""
@@ -125,15 +131,35 @@ class Guard:
         breaker = self.breaker
         if breaker.name in _guarding.get():
             return await fn(*args, **kwargs)
-        permit, run, tokens = self._start(breaker)
+        # The permit and the outcome may wait on a shared store (a paused Redis costs one
+        # socket timeout): in a thread, never on the event loop, which serves every request.
+        permit = await self._acquire_async(breaker)
+        run, tokens = self._plan_run(breaker, permit)
         try:
             result = await run.call_async(functools.partial(fn, *args, **kwargs))
         except BaseException as exc:
-            raise self._failed(breaker, permit, exc, run.attempts) from exc
+            failed = await _off_the_loop(breaker, self._failed, breaker, permit, exc, run.attempts)
+            raise failed from exc
         finally:
             _leave(tokens)
-        breaker.record_success(permit)
+        await _off_the_loop(breaker, breaker.record_success, permit)
         return result
+
+    async def _acquire_async(self, breaker: CircuitBreaker) -> Permit:
+        if not breaker.store.shared:
+            return self._acquire(breaker)
+        taking = asyncio.ensure_future(asyncio.to_thread(self._acquire, breaker))
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # Cancelled while the thread takes it: give back what it takes (a probe above
+            # all), in a thread too.
+            def give_back(done: asyncio.Future[Permit]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    asyncio.get_running_loop().run_in_executor(None, breaker.release, done.result())
+
+            taking.add_done_callback(give_back)
+            raise
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function or coroutine function."""
@@ -235,6 +261,14 @@ def _plan(name: str) -> _Plan:
             settings, policy, policy.without_retries(), float(config["CALL_DEADLINE"])
         )
     return plan
+
+
+async def _off_the_loop(breaker: CircuitBreaker, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` in a thread when the breaker's state is shared (its store may do I/O);
+    here when it is in this process (a thread would cost more than the call)."""
+    if breaker.store.shared:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 @functools.lru_cache(maxsize=64)

@@ -38,8 +38,6 @@ SETTINGS_ADDITIONS = """
 # --- django-resilience: the README's ten-minute start ---
 INSTALLED_APPS += ["resilience"]
 MIDDLEWARE += ["resilience.middleware.BreakerMiddleware"]
-# Until requests' connection errors count by default (issue 19, item 2):
-RESILIENCE = {"RECORD_EXCEPTIONS": ["requests.exceptions.ConnectionError"]}
 """
 
 VIEW = '''

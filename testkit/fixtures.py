@@ -8,6 +8,7 @@ import pytest
 
 from .ports import free_port
 from .redis_server import RedisServer
+from .toxiproxy import Toxiproxy
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +23,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def toxiproxy() -> Iterator[Toxiproxy]:
+    """A real Toxiproxy, once per session, for the network faults of any suite."""
+    server = Toxiproxy(port=free_port())
+    server.start()
+    yield server
+    server.stop()

@@ -87,4 +87,4 @@ def test_a_json_path_that_is_not_a_path_is_refused_by_a_check(settings):
 
     settings.RESILIENCE = {"JSON_PATHS": ["api/"]}
     (error,) = [m for m in check_settings() if "JSON_PATHS" in m.msg]
-    assert error.id == "resilience.E018" and "starting with" in error.msg
+    assert error.id == "resilience.E019" and "starting with" in error.msg
