@@ -11,9 +11,10 @@ if [ ! -x "$NEWEST/bin/python" ]; then
     log "Creating $NEWEST with $("$python" --version)"
     "$python" -m venv "$NEWEST"
 fi
-# The app's dependencies with every extra, and its suite's tools (not the project's).
+# The app's dependencies with every extra, the clients whose errors it classifies, and its
+# suite's tools (not the project's). A module missing here fails the run's collection.
 APP_SUITE="tenacity redis django-health-check prometheus-client celery psycopg psycopg-binary
-hypothesis pytest pytest-django pytest-timeout"
+psycopg-pool requests httpx urllib3 hypothesis pytest pytest-django pytest-timeout"
 log "Installing the newest Django and the app suite's requirements into $NEWEST"
 awk -v names="$APP_SUITE" 'BEGIN { n = split(names, list, /[ \n]+/); for (i = 1; i <= n; i++) want[tolower(list[i])] = 1 }
     { name = tolower($0); sub(/==.*/, "", name); gsub(/_/, "-", name); if (name in want) print }' \
