@@ -432,6 +432,13 @@ class StaffLoad:
         section has a last good copy; the data of each API section."""
         self.wait_for(lambda: self.fresh_everywhere(workers), timeout, "fresh data everywhere")
         self.wait_for(lambda: any(map(whole_page, self.answers)), timeout, "a dashboard page")
+        self.wait_for(
+            lambda: set(self.fresh_data()) == set(API_SECTIONS), timeout, "every section fresh"
+        )
+        return self.fresh_data()
+
+    def fresh_data(self) -> dict[str, list]:
+        """The data of each API section's fresh answers so far (the last one wins)."""
         return {
             a.path.split("/")[-2]: a.json()["data"]
             for a in list(self.answers)
