@@ -15,6 +15,7 @@ workers import this module for ``worker_pid_middleware``.
 from __future__ import annotations
 
 import contextlib
+import html
 import http.client
 import json
 import os
@@ -468,6 +469,20 @@ def answer_summary(answer: Answer) -> str:
         return f"{answer.path} {answer.status}"
     body = answer.json()
     return f"{answer.path} {body['status']} {body['reason'] or ''}".strip()
+
+
+def page_errors(body: bytes) -> list[str]:
+    """A dashboard page's sections that had nothing to show, each with its reason: for an
+    assertion's message."""
+    text = body.decode(errors="replace")
+    sections = re.finditer(
+        r'<h2 id="([\w-]+)-title">(.*?)</h2>\s*(?:<p class="reason">(.*?)</p>)?', text, re.S
+    )
+    return [
+        f"{m.group(1)}: {html.unescape(m.group(3) or 'no reason')}"
+        for m in sections
+        if "status-error" in m.group(2)
+    ]
 
 
 def whole_page(answer: Answer) -> bool:
