@@ -18,6 +18,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from resilience.breaker import CircuitBreaker, Probe, State
 from resilience.clock import FakeClock
 from resilience.errors import CircuitOpenError
+from resilience.state import Record
 from resilience.stores import CacheStore
 
 from .conftest import connection_refused, fail
@@ -357,3 +358,26 @@ def test_records_expire_but_the_epoch_pointer_does_not(redis_url, clock):
     by_epoch = sorted((int(key.rsplit(":", 1)[1]), ttl) for key, ttl in keys.items())
     assert by_epoch[-1][1] == -1
     assert all(0 < ttl <= 7 * 24 * 3600 for _, ttl in by_epoch[:-1])  # older ones do
+
+
+def test_a_decision_is_never_published_on_top_of_another_history(process, clock, shared):
+    """Issue 17: a process whose view predates a flush holds decision A1; the store now holds
+    another process's B1 under the same epoch. A's successor names A1 as its parent, so it
+    must not be written above B1 (that would undo B's trip with a decision that never saw it):
+    the store's record below is checked, not only for being there."""
+    a, b = process(), process()
+    trip(a, 3)
+    clock.advance(10)
+    probe = a.acquire()  # a probes its own open A1
+    assert isinstance(probe, Probe)
+    shared.clear()  # Redis restarted empty
+    trip(b, 3)  # b knows nothing of A1: its own open B1 is epoch 1 now
+    opened_by_b = b.record
+    a.record_success(probe)  # a's probe succeeded: "closed", on top of A1
+    head = Record.from_wire(shared.get(f"resilience:questdb:rec:{opened_by_b.epoch + 1}"))
+    assert head is None or head.parent == opened_by_b.uid, (
+        f"{head} was published on top of {opened_by_b}, whose uid is not its parent"
+    )
+    clock.advance(0.5)
+    assert b.state is State.OPEN  # b's trip stands
+    assert a.record.uid == opened_by_b.uid  # and a adopted it

@@ -164,6 +164,29 @@ def test_a_half_open_probe_gets_one_try(make_breaker, clock):
     assert breaker.state is State.OPEN
 
 
+def test_a_probe_is_never_retried_even_when_the_breaker_closed_meanwhile(make_breaker, clock):
+    """Issue 17: a half-open probe is one call to a recovering dependency. Here another probe
+    closes the breaker while this one runs, so "the breaker is closed" cannot be what stops
+    the retry: only the permit's being a probe does."""
+    breaker = make_breaker(failure_threshold=1, half_open_max_calls=2)
+    with pytest.raises(OperationFailed):
+        Guard("load", breaker=breaker, retry=False).call(Flaky(1))
+    clock.advance(10)
+    reached = []
+
+    def recovering():
+        reached.append("probe")
+        if len(reached) == 1:  # meanwhile, another request's probe succeeds and closes it
+            breaker.record_success(breaker.acquire())
+            assert breaker.state is State.CLOSED
+        raise connection_refused()
+
+    with pytest.raises(OperationFailed):
+        Guard("load", breaker=breaker).call(recovering)
+    assert reached == ["probe"], f"{len(reached)} calls reached the recovering dependency"
+    assert clock.slept == []
+
+
 def test_rejected_call_names_the_operation_breaker_and_next_probe(make_breaker, clock, events):
     breaker = make_breaker(failure_threshold=1)
     breaker.force_open()
