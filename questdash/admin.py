@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from resilience.admin import PageAdmin
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 from . import questdb_admin  # noqa: F401 - registers QuestDB's tables, read-only
 from .chart import price_chart

@@ -50,9 +50,9 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from resilience.admin import ReadOnlyAdmin
-from resilience.breaker import get_breaker
 from resilience.errors import CircuitOpenError, describe, is_unreachable, scrub
 from resilience.fallback import CIRCUIT_OPEN, DATABASE_UNAVAILABLE, CachedFallback, Envelope
+from resilience.registry import get_breaker
 
 from .db.guard import questdb_call
 from .db.router import QUESTDB_ALIAS

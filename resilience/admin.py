@@ -20,10 +20,11 @@ from django.urls import path, reverse
 from django.utils.safestring import SafeString
 
 from . import fleet
-from .breaker import BreakerSnapshot, CircuitBreaker, Transition, all_breakers, get_breaker
+from .breaker import BreakerSnapshot, CircuitBreaker, Transition
 from .breaker.snapshot import transitions
 from .models import CircuitBreaker as CircuitBreakerModel
 from .process import identity
+from .registry import all_breakers, get_breaker
 from .timeline import state_timeline
 
 ACTIONS = {

@@ -42,10 +42,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import signals
-from .breaker import all_breakers
 from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
+from .registry import all_breakers
 from .sharedcache import shared_cache
 from .signals import observer_failed
 

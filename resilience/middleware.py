@@ -21,13 +21,13 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
-from .breaker import all_breakers
 from .conf import get_config
 from .deadline import Deadline, activate, deactivate
 from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
 from .logs import Summary, log_failure
+from .registry import all_breakers
 
 logger = logging.getLogger("resilience.middleware")
 _summary = Summary(logger)  # a failure escaping every request alike: one line a minute

@@ -23,9 +23,9 @@ from django.db import connections
 
 from conftest import free_port
 from questdash import localdb
-from resilience.breaker import all_breakers
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
+from resilience.registry import all_breakers
 
 from .fleet import Fleet
 from .toxiproxy import Proxy, Toxiproxy

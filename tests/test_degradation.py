@@ -21,9 +21,9 @@ from django.urls import reverse
 
 from conftest import pause_process
 from questdash import dashboard, localdb
-from resilience.breaker import get_breaker
 from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

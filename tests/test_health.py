@@ -22,7 +22,6 @@ from conftest import free_port
 from questdash.health import QuestDB, section_queries
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT
-from resilience.breaker import get_breaker
 from resilience.fallback import KEY_PREFIX
 from resilience.health import (
     BreakerState,
@@ -32,6 +31,7 @@ from resilience.health import (
     record_heartbeat,
     redis_check,
 )
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

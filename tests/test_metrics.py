@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import free_port
 from questdash.health import section_queries
 from questdash.sections import LOADERS, section
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

@@ -39,11 +39,11 @@ from django.db.backends.postgresql.base import CursorDebugWrapper as PostgresCur
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import OperationalError
 
-from resilience.breaker import get_breaker
 from resilience.conf import get_config
 from resilience.deadline import current_deadline, current_timeouts
 from resilience.errors import DeadlineExceeded, OperationFailed, is_connection_error
 from resilience.guard import guarded
+from resilience.registry import get_breaker
 from resilience.state import State
 
 from .router import QUESTDB_ALIAS

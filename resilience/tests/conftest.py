@@ -108,3 +108,13 @@ def fail(exc: BaseException | None = None) -> Callable[[], Any]:
         raise exc if exc is not None else connection_refused()
 
     return call
+
+
+def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
+    """Calls through ``breaker``: '.' a success, 'x' a refused connection."""
+    for outcome in sequence:
+        if outcome == ".":
+            breaker.call(lambda: None)
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                breaker.call(fail())

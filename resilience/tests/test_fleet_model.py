@@ -243,7 +243,7 @@ class FleetMachine(RuleBasedStateMachine):
             for slot in type(parent_cell).__slots__:
                 if slot != "name":
                     setattr(cell, slot, getattr(parent_cell, slot))
-            child.breaker._seen = parent.breaker._seen
+            child.breaker._events.seen = parent.breaker._events.seen
         for slot in ("offset", "measured"):  # the clock's offset is process memory too
             setattr(child.store.timebase, slot, getattr(parent.store.timebase, slot))
         child.store.after_fork()

@@ -24,9 +24,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from resilience.admin import ACTIONS, apply_action, clean_reason
-from resilience.breaker import CircuitBreaker, all_breakers, get_breaker
+from resilience.breaker import CircuitBreaker
 from resilience.fleet import current_outage
 from resilience.models import CircuitBreaker as CircuitBreakerModel
+from resilience.registry import all_breakers, get_breaker
 from resilience.state import State
 
 SYSTEM_USERNAME = "manage.py"
