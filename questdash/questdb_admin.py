@@ -50,13 +50,20 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from resilience.admin import ReadOnlyAdmin
-from resilience.errors import CircuitOpenError, describe, is_unreachable, scrub
-from resilience.fallback import CIRCUIT_OPEN, DATABASE_UNAVAILABLE, CachedFallback, Envelope
+from resilience.errors import CircuitOpenError, is_unreachable
+from resilience.fallback import (
+    CIRCUIT_OPEN,
+    DATABASE_UNAVAILABLE,
+    OPENED_BY,
+    CachedFallback,
+    Envelope,
+)
 from resilience.registry import get_breaker
 
 from .db.guard import questdb_call
 from .db.router import QUESTDB_ALIAS
 from .models import Position, Price, TradingSession
+from .reasons import describe_failure
 
 SEPARATOR = ","
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -222,9 +229,11 @@ def fast_date_hierarchy(cl: ChangeList) -> dict:
 def failure_reason(exc: BaseException) -> str:
     """Why the page could not be read, worded as the dashboard's envelopes word it."""
     if isinstance(exc, CircuitOpenError):
-        return f"{CIRCUIT_OPEN}: {exc}"
+        cause = exc.opened_by
+        opened_by = f"{OPENED_BY}{describe_failure(cause)}" if cause is not None else ""
+        return f"{CIRCUIT_OPEN}: {exc}{opened_by}"
     kind = DATABASE_UNAVAILABLE if is_unreachable(exc) else "query_error"
-    return f"{kind}: {scrub(describe(getattr(exc, 'cause', None) or exc))}"
+    return f"{kind}: {describe_failure(getattr(exc, 'cause', None) or exc)}"
 
 
 class QuestDBModelAdmin(ReadOnlyAdmin):
@@ -294,6 +303,7 @@ class QuestDBModelAdmin(ReadOnlyAdmin):
             breaker_name=QUESTDB_ALIAS,
             runner=questdb_call,
             fresh_for=COPY_FRESH_FOR,
+            describe_failure=describe_failure,
         )
 
     def changelist_view(self, request, extra_context=None):

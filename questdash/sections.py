@@ -9,6 +9,7 @@ from resilience.fallback import CachedFallback
 from . import dashboard
 from .db.guard import questdb_call
 from .db.router import QUESTDB_ALIAS
+from .reasons import describe_failure
 
 LOADERS = {
     "active-sessions": dashboard.get_active_sessions,
@@ -26,4 +27,5 @@ def section(slug: str) -> CachedFallback:
         breaker_name=QUESTDB_ALIAS,
         runner=questdb_call,
         fresh_for=settings.DASHBOARD_FRESH_FOR,
+        describe_failure=describe_failure,
     )

@@ -90,6 +90,7 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
         ("SYNC_INTERVAL", 0.5, "how stale a process's view of the shared state may get"),
         ("SUCCESS_INTERVAL", 0.1, "how stale a success may be when the fleet counts failures"),
         ("OUTAGE_RETRY_INTERVAL", 1.0, "how often a cache that went away is tried again"),
+        ("OPERATION_TIMEOUT", 0.5, "how long one cache operation may hold up a request"),
     ):
         value = options.get(key, default)
         if not (number(value) and value > 0):

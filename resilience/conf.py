@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "SYNC_INTERVAL": 0.5,  # how stale a process's view of the shared state may be
         "SUCCESS_INTERVAL": 0.1,  # how stale a success may be when the fleet counts failures
         "OUTAGE_RETRY_INTERVAL": 1.0,  # seconds between tries of a cache that went away
+        "OPERATION_TIMEOUT": 0.5,  # seconds one cache operation may hold up a request
         "KEY_PREFIX": "resilience",
         "RECORD_TTL": 7 * 24 * 3600,  # seconds an old decision (and a run of failures) is kept
     },

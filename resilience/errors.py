@@ -254,8 +254,12 @@ class CircuitOpenError(GuardedCallError):
         now: float | None = None,
         reason: str = "open",
         operation: str | None = None,
+        opened_by: str | None = None,
+        opened_by_type: str | None = None,
     ) -> None:
-        Exception.__init__(self, breaker_name, next_probe_at, now, reason)
+        Exception.__init__(
+            self, breaker_name, next_probe_at, now, reason, opened_by, opened_by_type
+        )
         if operation is not None:
             self.operation = operation
 
@@ -282,6 +286,15 @@ class CircuitOpenError(GuardedCallError):
         return self.args[3] if len(self.args) > 3 else "open"
 
     @property
+    def opened_by(self) -> TrippedBy | None:
+        """The failure that opened the breaker (scrubbed; perhaps seen by another process)."""
+        error = self.args[4] if len(self.args) > 4 else None
+        if not error:
+            return None
+        kind = self.args[5] if len(self.args) > 5 else None
+        return TrippedBy(error, kind or "Exception")
+
+    @property
     def retry_after(self) -> int | None:
         """Whole seconds until the next probe is due (for a Retry-After header); None if forced."""
         if self.next_probe_at is None:
@@ -306,6 +319,18 @@ class CircuitOpenError(GuardedCallError):
             text = self.error
             return text[0].upper() + text[1:]
         return f"Failed to {self.operation}: {self.error}"
+
+
+class TrippedBy(Exception):
+    """A failure that opened a breaker, as the shared history keeps it: its words and type name.
+
+    The exception itself may have been raised in another process; this
+    stands in for it wherever an exception is worded (``describe``).
+    """
+
+    def __init__(self, error: str, error_type: str) -> None:
+        super().__init__(error)
+        self.error_type = error_type
 
 
 class DeadlineExceeded(OperationFailed):

@@ -5,9 +5,12 @@ into the last good copy marked with its age ("degraded"), or, with no copy,
 into an error that says why ("error"). Copies are data, not a cache of
 convenience, and nothing loses them:
 
-- stored without expiry, and never replaced by a failure or by an empty
-  result (not even when the cache could not be read to check: then nothing
-  is stored);
+- stored without expiry, and never replaced by a failure;
+- an empty answer is an answer: it renews the copy's freshness (health,
+  burst collapsing) and is what a fresh request shows, but the copy keeps
+  the last rows that were not empty, so an outage still has something to
+  show; a degraded answer then says that the dependency's last answer,
+  newer than those rows, had none;
 - each process also keeps the last copy it read or stored, so a cache that
   hangs or went away still leaves it something to serve;
 - ages are taken on the store's clock (``Timebase``), so a host whose clock
@@ -27,6 +30,11 @@ the breaker is not closed nobody waits for anybody (no lock is taken, the
 breaker answers at once, and a probe is bounded by its own deadline), and a
 process looks for a newer copy in the cache at most every ``RECHECK``
 seconds. The JSON of a copy's data is encoded once, not once per request.
+
+Time spent on the shared cache is the request's too (``RequestScope``): a
+page reads all its copies in one round trip (``read_ahead``), a slow cache
+is written behind the request, and a request whose budget the cache used up
+says so ("cache_slow"), never that the dependency is unavailable.
 """
 
 from __future__ import annotations
@@ -46,30 +54,38 @@ from django.core.serializers.json import DjangoJSONEncoder
 from .clock import AGREEMENT, Clock
 from .conf import breaker_config
 from .deadline import current_deadline
-from .errors import CircuitOpenError, describe, is_unreachable, scrub
+from .errors import CircuitOpenError, Kind, classify, describe, is_unreachable, scrub
 from .guard import guarded
 from .logs import Summary
 from .registry import get_breaker
+from .scope import current_scope
 from .sharedcache import CacheUnavailable, SharedCache, shared_cache
 from .signals import fallback_served
+from .singleflight import LOCK_PREFIX, Lease, SingleFlight  # noqa: F401 - LOCK_PREFIX re-exported
 from .state import State
 
 logger = logging.getLogger("resilience.fallback")
 
 Status = Literal["ok", "degraded", "error"]
 Runner = Callable[[str, Callable[[], Any]], Any]
+Describer = Callable[[BaseException], str]
 
 KEY_PREFIX = "resilience:lastgood:"
-LOCK_PREFIX = "resilience:refreshing:"
 FAILED_PREFIX = "resilience:refreshfailed:"
 DEFAULT_RETRY_AFTER = 5  # seconds, when no probe time is known
 POLL = 0.05  # seconds between looks while another request refreshes
 # While the breaker refuses, a process serves the copy it holds and looks in the
 # cache for a newer one (another process's probe may have stored it) this often.
 RECHECK = 1.0
-# The reasons that say the dependency is out of reach (not a bad query, not a busy lock).
-DATABASE_UNAVAILABLE = "database_unavailable"
+# The reasons that say the dependency is out of reach (not a bad query, not a busy lock):
+# "<kind>_unavailable" (database_unavailable for a database, service_unavailable...).
+UNAVAILABLE = "_unavailable"
+DATABASE_UNAVAILABLE = "database" + UNAVAILABLE
 CIRCUIT_OPEN = "circuit_open"
+# This request's time went to the shared cache: the dependency was not asked, or too late.
+CACHE_SLOW = "cache_slow"
+BUDGET_SPENT = "budget_spent"  # the request's budget was spent before the dependency was asked
+OPENED_BY = "; opened by: "  # in a circuit_open reason: what opened the breaker
 
 _summary = Summary(logger)
 
@@ -79,7 +95,7 @@ class Envelope:
     """The contract's JSON shape for one dashboard section."""
 
     status: Status
-    data: list | None
+    data: Any  # a list of rows for a dashboard section; any JSON value for other queries
     cached_at: datetime.datetime | None
     reason: str | None
     breaker: str
@@ -93,7 +109,9 @@ class Envelope:
 
     @property
     def unreachable(self) -> bool:
-        return bool(self.reason) and self.reason.startswith((DATABASE_UNAVAILABLE, CIRCUIT_OPEN))
+        """The dependency is out of reach (down, or the breaker open): not a bad query."""
+        code = (self.reason or "").partition(":")[0]
+        return code == CIRCUIT_OPEN or code.endswith(UNAVAILABLE)
 
     @property
     def http_status(self) -> int:
@@ -123,16 +141,40 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, cls=DjangoJSONEncoder)
 
 
+def is_empty(value: Any) -> bool:
+    """No rows: None, or an empty list, tuple, dict or string."""
+    return value is None or (isinstance(value, list | tuple | dict | str) and not value)
+
+
 @dataclass(frozen=True)
 class Copy:
-    data: list
-    cached_at: datetime.datetime  # when it was read, on the store's clock
+    """The last rows worth showing, and when the dependency last answered at all.
+
+    ``data`` is the last answer that was not empty, read at ``cached_at``.
+    When a later answer was empty, ``answered_at`` says when and ``empty``
+    holds it: fresh, that empty answer is the truth; in an outage, the rows
+    are shown and the reason says they are older than the last answer.
+    """
+
+    data: Any
+    cached_at: datetime.datetime  # when ``data`` was read, on the store's clock
     read_at: float | None = None  # this process's monotonic clock, when it read the data itself
+    answered_at: datetime.datetime | None = None  # a later answer that was empty, if any
+    empty: Any = None  # that empty answer ([], {}...)
+
+    @property
+    def last_answer_at(self) -> datetime.datetime:
+        """When the dependency last answered: what freshness is measured from."""
+        return self.answered_at or self.cached_at
 
     @functools.cached_property
     def data_json(self) -> str:
         """The data as JSON, encoded the first time a response needs it (copies are not changed)."""
         return _dumps(self.data)
+
+    def stored(self) -> dict[str, Any]:
+        return {"data": self.data, "cached_at": self.cached_at,
+                "answered_at": self.answered_at, "empty": self.empty}  # fmt: skip
 
 
 @dataclass
@@ -146,19 +188,42 @@ class Held:
 def _copy(stored: Any) -> Copy | None:
     if not isinstance(stored, dict) or "data" not in stored or "cached_at" not in stored:
         return None
-    return Copy(stored["data"], stored["cached_at"])
+    return Copy(
+        stored["data"], stored["cached_at"],
+        answered_at=stored.get("answered_at"), empty=stored.get("empty"),
+    )  # fmt: skip
 
 
 def _failed_since(failure: Any, copy: Copy | None) -> bool:
     """Did a refresh fail after ``copy`` was read (a note of ``CachedFallback._failed``)?"""
     if not isinstance(failure, dict) or not {"reason", "retry_after", "at"} <= failure.keys():
         return False
-    return copy is None or failure["at"] >= copy.cached_at.timestamp()
+    return copy is None or failure["at"] >= copy.last_answer_at.timestamp()
 
 
 def read_copy(name: str, cache_alias: str = "default") -> Copy | None:
     """The stored last good copy of query ``name`` (``CacheUnavailable`` if it cannot be read)."""
     return _copy(shared_cache(cache_alias).run(lambda cache: cache.get(KEY_PREFIX + name)))
+
+
+def read_ahead(queries: list[CachedFallback]) -> None:
+    """Read the stored copies of several queries in one round trip, for this request.
+
+    A page of several sections would otherwise make one round trip per
+    section; each ``get()`` of this request finds its copy here instead.
+    Outside a request, or with the cache away, it does nothing.
+    """
+    scope = current_scope()
+    wanted = [q for q in queries if q.key not in (scope.copies if scope else {})]
+    if scope is None or not wanted:
+        return
+    shared = wanted[0].shared
+    try:
+        found = shared.run(lambda cache: cache.get_many([q.key for q in wanted]))
+    except CacheUnavailable:
+        return
+    for query in wanted:
+        scope.copies[query.key] = found.get(query.key)
 
 
 class CachedFallback:
@@ -167,7 +232,7 @@ class CachedFallback:
     def __init__(
         self,
         name: str,
-        loader: Callable[[], list],
+        loader: Callable[[], Any],
         *,
         breaker_name: str,
         runner: Runner | None = None,
@@ -177,10 +242,21 @@ class CachedFallback:
         cache: Any = None,
         clock: Clock | None = None,
         shared: SharedCache | None = None,
+        dependency: str = "database",
+        describe_failure: Describer | None = None,
     ) -> None:
+        """``loader`` returns any JSON-serialisable value, kept as it is (rows, a dict...).
+
+        ``dependency`` names what is behind the breaker in reasons
+        ("database_unavailable", "service_unavailable"); ``describe_failure``
+        words an exception for the people who read the reason (default: its
+        scrubbed message).
+        """
         self.name = name
         self.loader = loader
         self.breaker_name = breaker_name
+        self.dependency = dependency
+        self.describe_failure = describe_failure or (lambda exc: scrub(describe(exc)))
         self.runner = runner or (lambda op, fn: guarded(op, fn, breaker_name=breaker_name))
         self.cache_alias = cache_alias
         self.fresh_for = fresh_for
@@ -197,6 +273,7 @@ class CachedFallback:
         # (SIGKILL) does not keep the others waiting long.
         self.lock_timeout = lock_timeout or max(5.0, 2 * deadline + 1)
         self.call_deadline = deadline
+        self.flight = SingleFlight(self.shared, name, self.lock_timeout, self.clock)
 
     @property
     def operation(self) -> str:
@@ -227,18 +304,18 @@ class CachedFallback:
             return self._ok(copy)
         if not closed:
             return self._refresh(copy, readable, locked=False)
-        lock = self._lock()
-        if lock is None:
+        lease = self.flight.acquire()
+        if lease is None:
             return self._await_refresh(copy, looked)
-        return self._refresh_holding(lock, copy, readable)
+        return self._refresh_holding(lease, copy, readable)
 
     def refresh(self) -> Envelope:
         """Query now (the beat task): skips when another process already is."""
-        lock = self._lock()
+        lease = self.flight.acquire()
         copy, readable = self._last_good()
-        if lock is None:  # someone else is querying: nothing failed, nothing to log
+        if lease is None:  # someone else is querying: nothing failed, nothing to log
             return self._degraded(copy, "refresh_in_progress: skipped", log=False)
-        return self._refresh_holding(lock, copy, readable)
+        return self._refresh_holding(lease, copy, readable)
 
     def serve_copy(self, reason: str) -> Envelope:
         """The copy without asking the dependency: another query just found it down."""
@@ -254,16 +331,21 @@ class CachedFallback:
         """The copy, and whether the cache could be read (False: this process's own copy)."""
         held = self.shared.memo.get(self.name)
         mine = held.copy if held is not None else None
+        scope = current_scope()
         try:
-            stored = _copy(self.shared.run(lambda cache: cache.get(self.key)))
+            if scope is not None and self.key in scope.copies:
+                found = scope.copies.pop(self.key)  # read ahead for this request (once)
+            else:
+                found = self.shared.run(lambda cache: cache.get(self.key))
         except CacheUnavailable:
             return mine, False
-        if stored is None:
+        stored = _copy(found)
+        if stored is None or (mine is not None and mine.last_answer_at >= stored.last_answer_at):
+            # The store lost it (flushed, restarted empty), or holds what we hold, or an
+            # older one (ours is still being written behind): ours stands.
             if held is not None:
                 held.checked_at = self.clock.monotonic()
-            return mine, True  # the store lost it (flushed, restarted empty): ours still counts
-        if mine is not None and mine.cached_at == stored.cached_at:
-            stored = mine  # the same copy: keep ours (its own read time, its encoded JSON)
+            return mine, True
         self._hold(stored)
         return stored, True
 
@@ -274,14 +356,15 @@ class CachedFallback:
         return 0.0 <= self.clock.monotonic() - held.checked_at < seconds
 
     def _store(self, copy: Copy) -> None:
-        stored = {"data": copy.data, "cached_at": copy.cached_at}
+        stored = copy.stored()
         with contextlib.suppress(CacheUnavailable):  # served fresh all the same; kept in memo
-            self.shared.run(lambda cache: cache.set(self.key, stored, None))
+            self.shared.write(self.key, lambda cache: cache.set(self.key, stored, None))
 
     def _age(self, copy: Copy) -> float:
+        """Seconds since the dependency last answered (the copy's rows may be older)."""
         if copy.read_at is not None:
             return self.clock.monotonic() - copy.read_at
-        return self.shared.now() - copy.cached_at.timestamp()
+        return self.shared.now() - copy.last_answer_at.timestamp()
 
     def _fresh(self, copy: Copy) -> bool:
         return -AGREEMENT <= self._age(copy) < self.fresh_for  # from the future: not fresh
@@ -294,20 +377,45 @@ class CachedFallback:
     def _refresh(self, copy: Copy | None, readable: bool, *, locked: bool = True) -> Envelope:
         """Query through the runner; ``locked``: others wait for this result (tell them why not)."""
         try:
-            data = self.runner(self.operation, self.loader)
+            answer = self.runner(self.operation, self.loader)
         except CircuitOpenError as exc:
-            return self._failed(copy, f"{CIRCUIT_OPEN}: {exc}", exc.retry_after, share=locked)
+            reason = f"{CIRCUIT_OPEN}: {self._worded(exc)}"
+            return self._failed(copy, reason, exc.retry_after, share=locked)
         except Exception as exc:  # noqa: BLE001 - any failure degrades; the guard logged it
-            kind = DATABASE_UNAVAILABLE if is_unreachable(exc) else "query_error"
-            return self._failed(copy, f"{kind}: {scrub(describe(exc))}", share=locked)
-        fresh = Copy(list(data), self._now(), read_at=self.clock.monotonic())
-        known = copy is not None and bool(copy.data)
-        if fresh.data or (readable and not known):
+            return self._failed(copy, self._failure_reason(exc), share=locked)
+        now, read_at = self._now(), self.clock.monotonic()
+        if is_empty(answer) and copy is not None and not is_empty(copy.data):
+            # An answer all the same: fresh, and said when the older rows are shown.
+            fresh = Copy(copy.data, copy.cached_at, read_at, answered_at=now, empty=answer)
+        else:
+            fresh = Copy(answer, now, read_at)
+        if readable or not is_empty(answer):  # never our older rows over a copy we could not see
             self._store(fresh)
-        if fresh.data or not known:
-            self._hold(fresh)
+        self._hold(fresh)
         _summary.flush((self.name,), logging.INFO, "resilience.fallback.recovered", query=self.name)
         return self._ok(fresh)
+
+    def _worded(self, exc: CircuitOpenError) -> str:
+        """The refusal, and what opened the breaker, in the reader's words."""
+        cause = exc.opened_by
+        if cause is None:  # forced open, or opened before what opened it was kept
+            return str(exc)
+        return f"{exc}{OPENED_BY}{self.describe_failure(cause)}"
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        """Why a refresh failed, for the envelope: the cache's fault is never the dependency's."""
+        kind = classify(exc)
+        scope = current_scope()
+        blame = scope.cache_to_blame() if scope is not None else None
+        if kind is Kind.NOT_ATTEMPTED:
+            if blame is not None:
+                return f"{CACHE_SLOW}: {blame}, so the {self.dependency} was not asked"
+            return f"{BUDGET_SPENT}: {self.describe_failure(exc)}"
+        if kind is Kind.TIMEOUT and blame is not None:
+            return f"{CACHE_SLOW}: {blame}, leaving too little for the {self.dependency}"
+        if is_unreachable(exc):
+            return f"{self.dependency}{UNAVAILABLE}: {self.describe_failure(exc)}"
+        return f"query_error: {self.describe_failure(exc)}"
 
     def _failed(
         self, copy: Copy | None, reason: str, retry_after: int | None = None, *, share: bool = True
@@ -315,42 +423,17 @@ class CachedFallback:
         """Serve the copy; ``share``: leave the reason where waiting requests will find it."""
         if share:
             failure = {"reason": reason, "retry_after": retry_after, "at": self.shared.now()}
+            key = FAILED_PREFIX + self.name
             with contextlib.suppress(CacheUnavailable):
-                self.shared.run(lambda cache: cache.set(FAILED_PREFIX + self.name, failure, 10))
+                self.shared.write(key, lambda cache: cache.set(key, failure, 10))
         return self._degraded(copy, reason, retry_after)
 
-    def _refresh_holding(
-        self, lock: tuple[str, float], copy: Copy | None, readable: bool
-    ) -> Envelope:
-        """``_refresh`` by the holder of ``lock``, let go of however it ends."""
+    def _refresh_holding(self, lease: Lease, copy: Copy | None, readable: bool) -> Envelope:
+        """``_refresh`` by the holder of the lock, let go of however it ends."""
         try:
-            return self._refresh(copy, readable)
+            return self._refresh(copy, readable, locked=not lease.solo)
         finally:
-            self._unlock(lock)
-
-    def _lock(self) -> tuple[str, float] | None:
-        """(token, when), or None when another process holds the lock.
-
-        With the cache away, every process refreshes for itself: better one
-        query each than none at all.
-        """
-        token = f"{id(self):x}-{self.clock.monotonic()}"
-        try:
-            added = self.shared.run(
-                lambda cache: cache.add(LOCK_PREFIX + self.name, token, self.lock_timeout)
-            )
-        except CacheUnavailable:
-            return "", self.clock.monotonic()
-        return (token, self.clock.monotonic()) if added else None
-
-    def _unlock(self, lock: tuple[str, float]) -> None:
-        # Only while the lock cannot have expired: after that it may be
-        # someone else's, and deleting it would let a third refresh too.
-        token, taken = lock
-        if not token or self.clock.monotonic() - taken > self.lock_timeout - 1.0:
-            return
-        with contextlib.suppress(CacheUnavailable):  # it expires by itself
-            self.shared.run(lambda cache: cache.delete(LOCK_PREFIX + self.name))
+            self.flight.release(lease)
 
     def _await_refresh(self, copy: Copy | None, looked: float) -> Envelope:
         """Another request is refreshing: wait for its copy, within this request's budget.
@@ -365,8 +448,8 @@ class CachedFallback:
             budget = min(budget, deadline.remaining() - 0.1)
         began = self.clock.monotonic()
         until = began + max(0.0, budget)
-        since = copy.cached_at if copy is not None else None
-        keys = [self.key, LOCK_PREFIX + self.name, FAILED_PREFIX + self.name]
+        since = copy.last_answer_at if copy is not None else None
+        keys = [self.key, self.flight.key, FAILED_PREFIX + self.name]
         breaker = get_breaker(self.breaker_name)
         holder: Any = None  # the token of the lock whose refresh this request waits for
         first = True
@@ -384,7 +467,7 @@ class CachedFallback:
             except CacheUnavailable:  # the cache went away: nobody can tell us; ask ourselves
                 return self._refresh(copy, readable=False)
             newer = _copy(found.get(self.key))
-            if newer is not None and (since is None or newer.cached_at > since):
+            if newer is not None and (since is None or newer.last_answer_at > since):
                 self._hold(newer)
                 # Read since this request looked: fresh for this request (give or take
                 # how far this process's and the refresher's clocks agree).
@@ -403,8 +486,8 @@ class CachedFallback:
             # It succeeded and what it stored is what this request found already (it
             # looked between the store and the unlock). Refresh, or follow who does.
             holder = token
-            if token is None and (lock := self._lock()) is not None:
-                return self._refresh_holding(lock, newer or copy, True)
+            if token is None and (lease := self.flight.acquire()) is not None:
+                return self._refresh_holding(lease, newer or copy, True)
         waited = self.clock.monotonic() - began
         return self._degraded(
             copy, f"refresh_in_progress: another request has been loading it for {waited:.1f} s"
@@ -414,6 +497,8 @@ class CachedFallback:
 
     def _ok(self, copy: Copy) -> Envelope:
         state = self._breaker_state()
+        if copy.answered_at is not None:  # the last answer was empty: that is the truth now
+            return Envelope("ok", copy.empty, copy.answered_at, None, state, age=self._age(copy))
         return Envelope(
             "ok", copy.data, copy.cached_at, None, state, age=self._age(copy), copy=copy
         )
@@ -423,6 +508,11 @@ class CachedFallback:
     ) -> Envelope:
         state = self._breaker_state()
         status: Status = "error" if copy is None else "degraded"
+        if copy is not None and copy.answered_at is not None:
+            reason += (
+                f"; the {self.dependency}'s last answer, at {_clock_time(copy.answered_at)}, "
+                f"had no rows: showing the rows from {_clock_time(copy.cached_at)}"
+            )
         if log:
             fallback_served.emit(
                 self, query=self.name, status=status, reason=reason,
@@ -431,9 +521,8 @@ class CachedFallback:
             self._log(copy, status, reason)
         if copy is None:
             return Envelope("error", None, None, reason, state, retry_after or DEFAULT_RETRY_AFTER)
-        return Envelope(
-            "degraded", copy.data, copy.cached_at, reason, state, age=self._age(copy), copy=copy
-        )
+        age = self.shared.now() - copy.cached_at.timestamp()  # of the rows shown
+        return Envelope("degraded", copy.data, copy.cached_at, reason, state, age=age, copy=copy)
 
     def _log(self, copy: Copy | None, status: str, reason: str) -> None:
         """One line per section and minute, not one per request (logs.Summary); the
@@ -444,7 +533,7 @@ class CachedFallback:
             return
 
         def data() -> dict[str, Any]:
-            age = self._age(copy)
+            age = self.shared.now() - copy.cached_at.timestamp()
             return {
                 "query": self.name, "status": status, "kind": reason.split(":", 1)[0],
                 "reason": reason, "cached_at": copy.cached_at.isoformat(),
@@ -455,3 +544,8 @@ class CachedFallback:
 
     def _breaker_state(self) -> str:
         return get_breaker(self.breaker_name).public_state
+
+
+def _clock_time(moment: datetime.datetime) -> str:
+    """'2026-12-06 10:02:11 UTC': a time staff read at a glance, unambiguous."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

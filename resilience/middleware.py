@@ -2,10 +2,10 @@
 
 Every request runs inside a ``Deadline`` of ``REQUEST_DEADLINE`` seconds
 (2.5 s): every guarded call in it (several sections of a page, a health
-check) is cut to what is left, and requests waiting on another's refresh
-wait no longer. That is the outer timeout of Polly's layering: per-attempt
-timeouts inside retry inside the breaker, inside one call's deadline, inside
-the request's.
+check) is cut to what is left, requests waiting on another's refresh wait
+no longer, and so is every round trip to the shared cache (``RequestScope``).
+That is the outer timeout of Polly's layering: per-attempt timeouts inside
+retry inside the breaker, inside one call's deadline, inside the request's.
 
 Never Django's 500 page: the API gets the JSON envelope with status
 "error", a staff page gets a page with a banner; both 503 with Retry-After.
@@ -22,12 +22,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
 from .conf import get_config
-from .deadline import Deadline, activate, deactivate
 from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
 from .logs import Summary, log_failure
 from .registry import all_breakers
+from .scope import request_scope
 
 logger = logging.getLogger("resilience.middleware")
 _summary = Summary(logger)  # a failure escaping every request alike: one line a minute
@@ -50,13 +50,11 @@ class BreakerMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = activate(Deadline(get_config()["REQUEST_DEADLINE"]))
-        try:
+        # The header too is read within the request's budget (a store look).
+        with request_scope(get_config()["REQUEST_DEADLINE"]):
             response = self.get_response(request)
-        finally:
-            deactivate(token)
-        if is_staff(getattr(request, "user", None)) and (header := breaker_header()):
-            response[HEADER] = header
+            if is_staff(getattr(request, "user", None)) and (header := breaker_header()):
+                response[HEADER] = header
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -6,6 +6,7 @@ middleware and pages are the real ones, driven through Django's test client.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
@@ -221,7 +222,7 @@ def test_paused_questdb_does_not_hang_a_request(staff):
     assert elapsed < 4.0 + 1.5, f"took {elapsed:.1f} s, over the call deadline"
 
 
-def test_failure_and_empty_results_never_overwrite_the_copy(settings):
+def test_a_failure_never_overwrites_the_copy_and_an_empty_answer_is_told(settings):
     settings.RESILIENCE = {**settings.RESILIENCE, "FAILURE_THRESHOLD": 100}
     rows = [[{"a": 1}], [], RuntimeError("boom")]
 
@@ -238,8 +239,17 @@ def test_failure_and_empty_results_never_overwrite_the_copy(settings):
     failed = query.get()
     assert failed.status == "degraded"
     assert failed.data == [{"a": 1}]
-    assert failed.reason == "query_error: Failed to get_overwrite_test: boom"
-    assert query.last_good().data == [{"a": 1}]
+    # The rows shown are older than the last answer (empty): the reason says so.
+    assert failed.reason.startswith("query_error: Failed to get_overwrite_test: boom; ")
+    assert "the database's last answer, at " in failed.reason
+    assert failed.reason.endswith(f"had no rows: showing the rows from {at(failed.cached_at)}")
+    copy = query.last_good()
+    assert copy.data == [{"a": 1}] and copy.empty == []
+    assert copy.answered_at > copy.cached_at == failed.cached_at
+
+
+def at(moment) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def test_many_requests_missing_at_once_make_one_query(settings, redis_url):

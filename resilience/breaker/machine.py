@@ -304,10 +304,12 @@ class CircuitBreaker(ManualControl, CallStyles):
         return self._current().admit(self, self._cell)
 
     def _rejected(
-        self, next_probe_at: float | None, reason: str, now: float | None
+        self, next_probe_at: float | None, reason: str, now: float | None, rec: Record | None
     ) -> CircuitOpenError:
         self._counts.rejections.add()
-        error = _open_error(CircuitOpenError, self.name, next_probe_at, now, reason)
+        # What opened it travels with every refusal: staff are told why, not only "open".
+        error, kind = (rec.error, rec.error_type) if rec is not None else (None, None)
+        error = _open_error(CircuitOpenError, self.name, next_probe_at, now, reason, error, kind)
         if call_rejected.receivers:
             call_rejected.emit(self, name=self.name, error=error)
         return error

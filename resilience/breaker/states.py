@@ -138,10 +138,10 @@ class OpenState:
         now = breaker._now()
         until: float = rec.open_until  # type: ignore[assignment]
         if now < until:
-            raise breaker._rejected(until, "open", now)
+            raise breaker._rejected(until, "open", now, rec)
         window = rec.probe_window(now)
         if self.denied == window:
-            raise breaker._rejected(rec.window_start(window + 1), "half_open", now)
+            raise breaker._rejected(rec.window_start(window + 1), "half_open", now, rec)
         store = breaker.store
         if store.shared:
             # Probing on a stale view would waste the permit: look first.
@@ -152,7 +152,7 @@ class OpenState:
         slot = store.acquire_probe(breaker.name, rec, window, breaker.config.half_open_max_calls)
         if not slot:
             self.denied = window
-            raise breaker._rejected(rec.window_start(window + 1), "half_open", now)
+            raise breaker._rejected(rec.window_start(window + 1), "half_open", now, rec)
         breaker.counts.probes.add()
         breaker._events.entered_half_open(breaker, rec, now)
         return Probe(rec, window, slot)
@@ -200,7 +200,7 @@ class ForcedOpenState(OpenState):
     __slots__ = ()
 
     def admit(self, breaker: CircuitBreaker, cell: Cell) -> Permit:
-        raise breaker._rejected(None, "forced_open", None)
+        raise breaker._rejected(None, "forced_open", None, self.rec)
 
     def next_probe_at(self, now: float) -> float | None:
         return None

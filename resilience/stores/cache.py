@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..conf import DEFAULTS
+from ..scope import current_scope
 from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
 from ..state import Bucket, Record, initial_record, new_uid
 from .base import BreakerStore, Cell, ProbeSlots, Windows, live_stores
@@ -83,6 +84,7 @@ class CacheStore(BreakerStore):
         sync_interval: float = _OPTIONS["SYNC_INTERVAL"],
         success_interval: float = _OPTIONS["SUCCESS_INTERVAL"],
         outage_retry_interval: float = _OPTIONS["OUTAGE_RETRY_INTERVAL"],
+        operation_timeout: float = _OPTIONS["OPERATION_TIMEOUT"],
         key_prefix: str = _OPTIONS["KEY_PREFIX"],
         record_ttl: float = _OPTIONS["RECORD_TTL"],
         clock: Clock | None = None,
@@ -99,6 +101,7 @@ class CacheStore(BreakerStore):
         if shared is None and cache is None and clock is None and not recover_inline:
             shared = shared_cache(cache_alias)  # the process's gate, shared with the fallbacks
             shared.retry_interval = float(outage_retry_interval)
+            shared.operation_timeout = float(operation_timeout)
         self.shared_cache = shared or SharedCache(
             cache_alias,
             cache=cache,
@@ -122,6 +125,7 @@ class CacheStore(BreakerStore):
             "SYNC_INTERVAL": "sync_interval",
             "SUCCESS_INTERVAL": "success_interval",
             "OUTAGE_RETRY_INTERVAL": "outage_retry_interval",
+            "OPERATION_TIMEOUT": "operation_timeout",
             "KEY_PREFIX": "key_prefix",
             "RECORD_TTL": "record_ttl",
         }
@@ -178,7 +182,7 @@ class CacheStore(BreakerStore):
     def sync(self, name: str, *, force: bool = False) -> None:
         cell = self.cell(name)
         now = self.clock.monotonic()
-        if not force and now < cell.sync_due:
+        if not force and (now < cell.sync_due or self._looked_in_this_request(name)):
             return
         # Push the due time first, so other threads keep to the fast path
         # instead of queueing for the same refresh.
@@ -193,6 +197,16 @@ class CacheStore(BreakerStore):
             pass
         finally:
             cell.syncing.release()
+
+    def _looked_in_this_request(self, name: str) -> bool:
+        """While the cache is slow, a request reads the shared state once, not every
+        ``sync_interval`` (each look would cost it a slow round trip)."""
+        scope = current_scope()
+        if scope is None:
+            return False
+        seen = name in scope.looked
+        scope.looked.add(name)
+        return seen and self.shared_cache.slow
 
     def _pull(self, cell: Cell) -> None:
         """Bring the cell in line with the cache, settling any divergence (see the docstring)."""
@@ -470,8 +484,9 @@ class CacheStore(BreakerStore):
         if not cell.dirty:
             token = new_uid()
             run_key = self._key(name, "run", _tag(rec))
+            # Nobody waits for it: behind the request while the cache is slow.
             with contextlib.suppress(CacheUnavailable):  # then only this process knows
-                self._io(lambda c: c.set(run_key, token, self.record_ttl))
+                self.shared_cache.write(run_key, lambda c: c.set(run_key, token, self.record_ttl))
                 cell.run = token
         cell.failures = 0
 

@@ -118,12 +118,12 @@ def test_unlock_never_deletes_a_lock_that_may_be_another_processes():
     cache = StaleRead(f"fallback-{next(_names)}", {"TIMEOUT": None})
     clock = FakeClock()
     positions = query(cache, lambda: [{"sym": "BTC"}], clock=clock)
-    lock = positions._lock()
-    assert lock is not None
+    lease = positions.flight.acquire()
+    assert lease is not None and not lease.solo
     clock.advance(positions.lock_timeout)  # ours has expired; another process took it since
     cache.set(LOCK_PREFIX + "positions", "someone-else", 10)
-    cache.stale = lock[0]
-    positions._unlock(lock)
+    cache.stale = lease.token
+    positions.flight.release(lease)
     cache.stale = None
     assert cache.get(LOCK_PREFIX + "positions") == "someone-else"
 
