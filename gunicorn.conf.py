@@ -64,14 +64,22 @@ def on_starting(server):
     # Here rather than above, so that it follows --threads too.
     server.cfg.set("worker_connections", server.cfg.threads)
     path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    path.mkdir(parents=True, exist_ok=True)
-    for file in path.glob("*.db"):  # counter_1234.db, histogram_1234.db ...
-        pid = file.stem.rsplit("_", 1)[-1]
-        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
-            file.unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for file in path.glob("*.db"):  # counter_1234.db, histogram_1234.db ...
+            pid = file.stem.rsplit("_", 1)[-1]
+            if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+                file.unlink(missing_ok=True)
+    except OSError as exc:
+        # A read-only or full metrics disk costs the metrics, never the site: each
+        # worker finds it too, drops its figures and says so (resilience/metricsdir.py).
+        server.log.warning("metrics directory %s unusable: %s", path, exc)
 
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    try:
+        multiprocess.mark_process_dead(worker.pid)
+    except OSError as exc:  # the metrics disk, read-only or gone: nothing to mark
+        server.log.warning("metrics of worker %s not marked dead: %s", worker.pid, exc)

@@ -25,15 +25,13 @@ from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
-from questdash import localdb  # noqa: E402
+from testkit.questdb import start_questdb  # noqa: E402
 
 
 def staff_client() -> Client:
     """QuestDB up and seeded, the Django tables made, and a logged-in dashboard viewer."""
     settings.DASHBOARD_FRESH_FOR = 0  # every request asks QuestDB
-    localdb.fetch()
-    call_command("questdb", "start")  # also closes a breaker an earlier run left open
-    call_command("questdb", "seed")
+    start_questdb()
     call_command("migrate", verbosity=0, interactive=False)
     call_command("createcachetable", verbosity=0)
     setup_test_environment()

@@ -85,10 +85,11 @@ class Simulation:
     """One trial: four processes, one cache, one true clock."""
 
     def __init__(self, rule: dict[str, Any], *, atomic: bool = True) -> None:
+        from resilience.tests.fleet import Client, Memory, SkewedClock
+
         from resilience.breaker import CircuitBreaker
         from resilience.clock import FakeClock
         from resilience.stores import CacheStore
-        from resilience.tests.fleet import Client, Memory, SkewedClock
 
         self.true = FakeClock()
         self.memory = Memory(self.true, atomic_incr=atomic)

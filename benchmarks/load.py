@@ -46,12 +46,13 @@ from pathlib import Path
 
 import demo_site  # noqa: F401 - first: it sets Django up (test ports)
 from django.conf import settings
-from django.core.management import call_command
 
 from benchmarks.floor.urls import FLOOR
-from conftest import RedisServer, free_port
 from questdash import localdb
-from tests.fleet import Fleet, request
+from testkit.fleet import Fleet, request
+from testkit.ports import free_port
+from testkit.questdb import start_questdb
+from testkit.redis_server import RedisServer
 
 WORKERS = 2
 THREADS, CONNECTIONS = 2, 16  # wrk's, as in the issue
@@ -334,9 +335,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ensure_wrk()
-    localdb.fetch()
-    call_command("questdb", "start", verbosity=0)
-    call_command("questdb", "seed", verbosity=0)
+    start_questdb(verbosity=0)
     before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="load-"))
     redis = RedisServer(port=free_port(), workdir=workdir)

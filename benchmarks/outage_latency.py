@@ -1,6 +1,6 @@
 """How long staff wait while QuestDB hangs, before and after: printed, not asserted.
 
-For each hang of issue 8 (tests/fleet.py: SIGSTOP, blackhole at connect,
+For each hang of issue 8 (testkit/fleet.py: SIGSTOP, blackhole at connect,
 blackhole mid-query, 150 ms and 2 s of latency per packet, and reset_peer),
 gunicorn with 4 workers serves the site to staff clients (two thirds on the
 JSON API, the rest on the dashboard page and /ht/) while the hang lasts.
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import demo_site  # noqa: F401 - first: it sets Django up (test ports)
 from django.conf import settings
-from django.core.management import call_command
 
-from conftest import RedisServer, free_port
-from questdash import localdb
-from tests.fleet import Fleet, Hang, Percentiles, StaffLoad, first_open_in_every_worker, hangs
-from tests.toxiproxy import Toxiproxy
+from testkit.fleet import Fleet, Hang, Percentiles, StaffLoad, first_open_in_every_worker, hangs
+from testkit.ports import free_port
+from testkit.questdb import questdb_pid, start_questdb
+from testkit.redis_server import RedisServer
+from testkit.toxiproxy import Toxiproxy
 
 DESIGNS = {"before": "benchmarks.naive.settings", "after": "tests.fleet_settings"}
 WORKERS = 4
@@ -84,9 +84,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    localdb.fetch()
-    call_command("questdb", "start", verbosity=0)
-    call_command("questdb", "seed", verbosity=0)
+    start_questdb(verbosity=0)
     workdir = Path(tempfile.mkdtemp(prefix="outage-latency-"))
     redis = RedisServer(port=free_port(), workdir=workdir)
     toxiproxy = Toxiproxy(port=free_port())
@@ -94,7 +92,7 @@ def main() -> None:
     toxiproxy.start()
     upstream = f"{settings.QUESTDB_HOST}:{settings.QUESTDB_PORT}"
     proxy = toxiproxy.proxy("questdb_outage_latency", free_port(), upstream)
-    catalogue = hangs(proxy, lambda: localdb.status().pid)
+    catalogue = hangs(proxy, questdb_pid)
     chosen = [name for name in args.hangs.split(",") if name] or list(catalogue)
     for item in args.designs.split(","):
         if "=" in item:

@@ -1,4 +1,4 @@
-"""What staff wait for when our own parts are slow or locked, QuestDB healthy: printed only.
+"""What staff wait for when our own parts are slow or locked, QuestDB healthy (printed).
 
 Two layouts, each on a fresh gunicorn (one worker, the product's settings):
 
@@ -30,11 +30,12 @@ from pathlib import Path
 import demo_site  # noqa: F401 - first: it sets Django up (test ports)
 import redis
 from django.conf import settings
-from django.core.management import call_command
 
-from conftest import RedisServer, free_port
-from tests.fleet import API, DASHBOARD, Fleet, request
-from tests.toxiproxy import Toxiproxy
+from testkit.fleet import API, DASHBOARD, Fleet, request
+from testkit.ports import free_port
+from testkit.questdb import start_questdb
+from testkit.redis_server import RedisServer
+from testkit.toxiproxy import Toxiproxy
 
 SECTION = "positions"
 
@@ -139,8 +140,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--layouts", default="redis,sqlite")
     args = parser.parse_args()
-    call_command("questdb", "start", verbosity=0)
-    call_command("questdb", "seed", verbosity=0)
+    start_questdb(verbosity=0)
     workdir = Path(tempfile.mkdtemp(prefix="own-faults-"))
     try:
         if "redis" in args.layouts:

@@ -42,9 +42,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views import View
 from health_check import Database, HealthCheck
-from health_check.exceptions import ServiceUnavailable
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
 from health_check.views import MediaType
 
+from resilience import metricsdir
 from resilience.disclosure import may_see_detail
 from resilience.errors import CircuitOpenError, describe
 from resilience.health import (
@@ -53,6 +54,7 @@ from resilience.health import (
     DisclosingHealthCheckView,
     FallbackFreshness,
     Heartbeat,
+    MetricsDirectory,
     bounded_call,
     describe_breaker,
     one_line,
@@ -142,6 +144,8 @@ def full_checks() -> list:
     ]
     if settings.REDIS_URL:
         checks.append(redis_check(settings.REDIS_URL))
+    if metricsdir.directory() is not None:
+        checks.append(MetricsDirectory)
     return checks
 
 
@@ -175,7 +179,9 @@ class SiteHealthView(DisclosingHealthCheckView):
         if response.status_code == 406:  # the library says so in text/plain
             return JsonResponse({"error": response.content.decode()}, status=406)
         if response.status_code == 500:  # the library's "a check failed": not a server error
-            response.status_code = 503
+            # A warning (metrics dropped) is said, but fails nothing: serving goes on.
+            warned = all(isinstance(r.error, ServiceWarning) for r in self.results if r.error)
+            response.status_code = 200 if warned else 503
         return response
 
 

@@ -303,6 +303,7 @@ class QuestDBModelAdmin(ReadOnlyAdmin):
             breaker_name=QUESTDB_ALIAS,
             runner=questdb_call,
             fresh_for=COPY_FRESH_FOR,
+            dependency_label="QuestDB",
             describe_failure=describe_failure,
         )
 

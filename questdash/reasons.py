@@ -27,6 +27,7 @@ from resilience.fallback import (
 
 QUERY_ERROR = "query_error"
 REFRESH_IN_PROGRESS = "refresh_in_progress"
+EMPTY_NOTE = "; QuestDB's last answer, at "  # CachedFallback's, with dependency_label "QuestDB"
 
 # libpq's words for a host name it could not resolve.
 _UNKNOWN_HOST = re.compile(
@@ -84,9 +85,21 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def in_words(reason: str | None) -> str | None:
-    """A sentence for people from an envelope's machine reason (None stays None)."""
+    """A sentence for people from an envelope's machine reason (None stays None).
+
+    A note that QuestDB's last answer was empty, newer than the rows shown, is
+    kept as it is: staff must know those rows are older than what QuestDB said.
+    """
     if not reason:
         return None
+    reason, found, note = reason.partition(EMPTY_NOTE)
+    words = _sentence(reason)
+    if found:
+        words = f"{words} {EMPTY_NOTE.lstrip('; ')}{note}."
+    return words
+
+
+def _sentence(reason: str) -> str:
     code, _, detail = reason.partition(":")
     detail, _, cause = detail.partition(OPENED_BY)
     lowered = detail.lower()

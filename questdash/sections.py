@@ -27,5 +27,6 @@ def section(slug: str) -> CachedFallback:
         breaker_name=QUESTDB_ALIAS,
         runner=questdb_call,
         fresh_for=settings.DASHBOARD_FRESH_FOR,
+        dependency_label="QuestDB",
         describe_failure=describe_failure,
     )

@@ -243,19 +243,22 @@ class CachedFallback:
         clock: Clock | None = None,
         shared: SharedCache | None = None,
         dependency: str = "database",
+        dependency_label: str | None = None,
         describe_failure: Describer | None = None,
     ) -> None:
         """``loader`` returns any JSON-serialisable value, kept as it is (rows, a dict...).
 
-        ``dependency`` names what is behind the breaker in reasons
-        ("database_unavailable", "service_unavailable"); ``describe_failure``
-        words an exception for the people who read the reason (default: its
-        scrubbed message).
+        ``dependency`` is the kind of thing behind the breaker, as reasons name it
+        ("database_unavailable", "service_unavailable"), and ``dependency_label``
+        what people call it ("QuestDB"; default "the database");
+        ``describe_failure`` words an exception for the people who read the
+        reason (default: its scrubbed message).
         """
         self.name = name
         self.loader = loader
         self.breaker_name = breaker_name
         self.dependency = dependency
+        self.dependency_label = dependency_label or f"the {dependency}"
         self.describe_failure = describe_failure or (lambda exc: scrub(describe(exc)))
         self.runner = runner or (lambda op, fn: guarded(op, fn, breaker_name=breaker_name))
         self.cache_alias = cache_alias
@@ -409,10 +412,10 @@ class CachedFallback:
         blame = scope.cache_to_blame() if scope is not None else None
         if kind is Kind.NOT_ATTEMPTED:
             if blame is not None:
-                return f"{CACHE_SLOW}: {blame}, so the {self.dependency} was not asked"
+                return f"{CACHE_SLOW}: {blame}, so {self.dependency_label} was not asked"
             return f"{BUDGET_SPENT}: {self.describe_failure(exc)}"
         if kind is Kind.TIMEOUT and blame is not None:
-            return f"{CACHE_SLOW}: {blame}, leaving too little for the {self.dependency}"
+            return f"{CACHE_SLOW}: {blame}, leaving too little for {self.dependency_label}"
         if is_unreachable(exc):
             return f"{self.dependency}{UNAVAILABLE}: {self.describe_failure(exc)}"
         return f"query_error: {self.describe_failure(exc)}"
@@ -510,7 +513,7 @@ class CachedFallback:
         status: Status = "error" if copy is None else "degraded"
         if copy is not None and copy.answered_at is not None:
             reason += (
-                f"; the {self.dependency}'s last answer, at {_clock_time(copy.answered_at)}, "
+                f"; {self.dependency_label}'s last answer, at {_clock_time(copy.answered_at)}, "
                 f"had no rows: showing the rows from {_clock_time(copy.cached_at)}"
             )
         if log:

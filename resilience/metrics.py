@@ -21,7 +21,8 @@ workers alike), prometheus_client's multiprocess mode. Without it, a plain
 registry reports the answering process alone: right for one process.
 
 ``install()`` connects everything once per process; call it from an
-``AppConfig.ready()``.
+``AppConfig.ready()``. A metrics directory that is full, read-only or
+missing never hurts a request: see resilience/metricsdir.py.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import signals
+from . import metricsdir, signals
 from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
@@ -140,7 +141,8 @@ class StateCollector:
 
         age = GaugeMetricFamily(
             "resilience_fallback_age_seconds",
-            "Age of the last-known-good copy of each query (absent when none exists yet).",
+            "Seconds since each query's dependency last answered, empty or not (absent when it"
+            " never has).",
             labels=["query"],
         )
         for name in self.fallback_names():
@@ -151,7 +153,7 @@ class StateCollector:
                 break
             if copy is not None:
                 now = shared_cache(self.cache_alias).now()  # the clock the processes share
-                age.add_metric([name], max(0.0, now - copy.cached_at.timestamp()))
+                age.add_metric([name], max(0.0, now - copy.last_answer_at.timestamp()))
         yield age
 
     @staticmethod
@@ -163,11 +165,30 @@ class StateCollector:
 # --- events -------------------------------------------------------------------------------
 
 
+def _write(metric: Any, *labels: str, observe: float | None = None) -> None:
+    """Count (or observe) one event, unless this process dropped its metrics.
+
+    A metrics file that cannot be allocated (a full or read-only disk) raises
+    an OSError here: the process drops its metrics, says so once, and the
+    request that counted goes on (resilience/metricsdir.py).
+    """
+    if metricsdir.dropped() is not None:
+        return
+    try:
+        child = _child(metric, *labels)
+        if observe is None:
+            child.inc()
+        else:
+            child.observe(observe)
+    except OSError as exc:
+        metricsdir.drop("a metrics file could not be written", exc)
+
+
 def _on_state_changed(sender: Any, name: str, old: Any, new: Any, **kwargs: Any) -> None:
     transition = kwargs.get("transition")
     if transition is not None and getattr(transition, "observed", False):
         return  # the process that made it counted it
-    TRANSITIONS.labels(name, str(old), str(new)).inc()
+    _write(TRANSITIONS, name, str(old), str(new))
 
 
 _children: dict[tuple[Any, ...], Any] = {}
@@ -184,23 +205,23 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def _on_call_succeeded(sender: Any, name: str, **kwargs: Any) -> None:
-    _child(CALLS, name, "success").inc()
+    _write(CALLS, name, "success")
 
 
 def _on_call_failed(sender: Any, name: str, **kwargs: Any) -> None:
-    _child(CALLS, name, "failure").inc()
+    _write(CALLS, name, "failure")
 
 
 def _on_call_rejected(sender: Any, name: str, **kwargs: Any) -> None:
-    _child(CALLS, name, "rejected").inc()
+    _write(CALLS, name, "rejected")
 
 
 def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: Any) -> None:
-    RETRIES.labels(name, operation or "unknown").inc()
+    _write(RETRIES, name, operation or "unknown")
 
 
 def _on_fallback_served(sender: Any, query: str, status: str, **kwargs: Any) -> None:
-    _child(FALLBACK_SERVED, query, status).inc()
+    _write(FALLBACK_SERVED, query, status)
 
 
 def _timer(alias: str) -> Callable[..., Any]:
@@ -213,7 +234,7 @@ def _timer(alias: str) -> Callable[..., Any]:
             return result
         finally:
             try:  # a metric that cannot be written must not fail the query it times
-                _child(QUERY_LATENCY, alias, outcome).observe(time.perf_counter() - started)
+                _write(QUERY_LATENCY, alias, outcome, observe=time.perf_counter() - started)
             except Exception as exc:  # noqa: BLE001 - reported, never raised
                 observer_failed(f"{__name__}.QUERY_LATENCY", exc)
 
@@ -242,6 +263,9 @@ def install(*, time_databases: Iterable[str] = ()) -> None:
         if _state["done"]:
             return
         _state["done"] = True
+    if metricsdir.directory() is not None:
+        metricsdir.allocate_before_mapping()
+        metricsdir.check_at_startup()
     uid = "resilience.metrics"
     signals.state_changed.connect(_on_state_changed, dispatch_uid=f"{uid}.state")
     signals.call_succeeded.connect(_on_call_succeeded, dispatch_uid=f"{uid}.success")

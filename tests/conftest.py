@@ -16,19 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
-from conftest import free_port
 from questdash import localdb
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
 from resilience.registry import all_breakers
-
-from .fleet import Fleet
-from .toxiproxy import Proxy, Toxiproxy
+from testkit.fleet import Fleet
+from testkit.ports import free_port
+from testkit.toxiproxy import Proxy, Toxiproxy
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +62,6 @@ def fleet_proxy(toxiproxy: Toxiproxy, questdb_server) -> Iterator[Proxy]:
     proxy.delete()
 
 
-def fleet_redis_url(redis_server, db: int) -> str:
-    """Database ``db`` of the session's redis-server, emptied for a new fleet."""
-    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
 @contextlib.contextmanager
 def running(*servers: Fleet) -> Iterator[None]:
     """The fleets started (at once: logins and boots side by side), and stopped after;
@@ -99,7 +90,7 @@ def fleet(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]
     server = Fleet(
         workdir=tmp_path_factory.mktemp("fleet"),
         questdb_port=fleet_proxy.port,
-        redis_url=fleet_redis_url(redis_server, 5),
+        redis_url=redis_server.fresh_database(5),
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "1"},
     )
     with running(server):
@@ -117,7 +108,7 @@ def two_hosts(fleet_proxy: Proxy, redis_server, tmp_path_factory) -> Iterator[tu
     and an open lasts 2 s (tests/test_redis_fleet.py's FRESH_FOR and RECOVERY)."""
     faketime = shutil.which("faketime")
     assert faketime, "faketime not found: apt-get install faketime (scripts/test.sh does)"
-    url = fleet_redis_url(redis_server, 6)
+    url = redis_server.fresh_database(6)
     env = {"RESILIENCE_RECOVERY_TIMEOUT": "2", "DASHBOARD_FRESH_FOR": "1"}
     hosts = [
         Fleet(workdir=tmp_path_factory.mktemp(name), questdb_port=fleet_proxy.port,

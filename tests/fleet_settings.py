@@ -1,4 +1,4 @@
-"""Settings of the gunicorn fleet (tests/fleet.py): the site as a new user runs it.
+"""Settings of the gunicorn fleet (testkit/fleet.py): the site as a new user runs it.
 
 The product's own settings, not tests.settings: that module shortens
 RESILIENCE_CONNECT_TIMEOUT and RESILIENCE_QUERY_TIMEOUT for the in-process
@@ -10,5 +10,5 @@ staff logins hash quickly.
 
 from questdash.settings import *  # noqa: F403
 
-MIDDLEWARE = ["tests.fleet.worker_pid_middleware", *MIDDLEWARE]  # noqa: F405
+MIDDLEWARE = ["testkit.fleet.worker_pid_middleware", *MIDDLEWARE]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -218,7 +218,7 @@ def test_ready_stays_200_while_questdb_and_the_beat_are_down(failing_health):
 
 
 def test_ready_fails_when_this_process_cannot_serve(settings):
-    from conftest import free_port
+    from testkit.ports import free_port
 
     dead = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
@@ -192,9 +191,8 @@ def test_the_command_refuses_unknown_breakers():
         call_command("breaker", "status", "nope")
 
 
-def test_status_exit_code_from_a_shell_on_a_shared_redis(settings, redis_url, tmp_path):
-    url = redis_url.rsplit("/", 1)[0] + "/8"
-    redis.Redis.from_url(url).flushdb()
+def test_status_exit_code_from_a_shell_on_a_shared_redis(settings, redis_server, tmp_path):
+    url = redis_server.fresh_database(8)
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
     }

@@ -36,9 +36,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from questdash import localdb
 from questdash.reasons import CIRCUIT, CIRCUIT_DEFAULT, UNREACHABLE
+from testkit.fleet import DASHBOARD, CeleryWorker, Fleet, request
 
-from .conftest import fleet_redis_url
-from .fleet import DASHBOARD, CeleryWorker, Fleet, request
 from .settings import TEST_ENV
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.timeout(240)]
@@ -169,7 +168,7 @@ def site(fleet_proxy, redis_server, tmp_path_factory) -> Iterator[Fleet]:
     server = Fleet(
         workdir=tmp_path_factory.mktemp("browser-site"),
         questdb_port=fleet_proxy.port,
-        redis_url=fleet_redis_url(redis_server, 7),
+        redis_url=redis_server.fresh_database(7),
         workers=2,
         # Quick to heal, and the beat refreshes every 3 s: the figures move while we watch.
         extra_env={"RESILIENCE_RECOVERY_TIMEOUT": "3", "DASHBOARD_REFRESH_INTERVAL": "3"},

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from django.core.cache import cache
 
 from questdash.celery import app
@@ -103,10 +102,9 @@ def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def shared_redis(settings, redis_url) -> Iterator[str]:
+def shared_redis(settings, redis_server) -> Iterator[str]:
     """A Redis database of its own; this process reads copies and breaker state from it."""
-    url = redis_url.rsplit("/", 1)[0] + "/4"
-    redis.Redis.from_url(url).flushdb()
+    url = redis_server.fresh_database(4)
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
     }

@@ -20,11 +20,11 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from conftest import pause_process
 from questdash import dashboard, localdb
 from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
 from resilience.registry import get_breaker
+from testkit.processes import pause_process
 
 from .settings import TEST_ENV
 
@@ -250,6 +250,52 @@ def test_a_failure_never_overwrites_the_copy_and_an_empty_answer_is_told(setting
 
 def at(moment) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_a_true_empty_answer_is_trusted_and_told(staff):
+    """Every session stops: QuestDB really answers "no active sessions". That answer is
+    fresh (health and burst collapsing follow it); in the next outage the last sessions
+    seen are shown, saying that QuestDB's last answer, newer than them, had none."""
+    from django.core.management import call_command
+
+    from resilience.health import FallbackFreshness
+
+    _, before = get_json(staff, "active-sessions")
+    assert before["status"] == "ok" and before["data"]
+    time.sleep(1.5)  # the rows' copy grows older than the health limit below
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    stopped = [(s["session_id"], s["name"], s["strategy"], "stopped", now) for s in before["data"]]
+    try:
+        with connections["questdb"].cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO trading_sessions (session_id, name, strategy, status, ts)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                stopped,
+            )
+        deadline = time.monotonic() + 10
+        while dashboard.get_active_sessions():  # rows written to a WAL table show up later
+            assert time.monotonic() < deadline, "QuestDB did not apply the stopped rows"
+            time.sleep(0.05)
+        _, empty = get_json(staff, "active-sessions")
+        assert (empty["status"], empty["data"], empty["reason"]) == ("ok", [], None)
+        assert empty["cached_at"] > before["cached_at"]
+        FallbackFreshness(query="active_sessions", max_age=1.0).run()  # raises when stale
+        localdb.stop()
+        response, outage = get_json(staff, "active-sessions")
+        assert response.status_code == 200
+        assert (outage["status"], outage["data"]) == ("degraded", before["data"])
+        assert outage["cached_at"] == before["cached_at"]
+        answered = datetime.datetime.fromisoformat(empty["cached_at"])
+        shown = datetime.datetime.fromisoformat(before["cached_at"])
+        assert outage["reason"].endswith(
+            f"; QuestDB's last answer, at {at(answered)}, had no rows: "
+            f"showing the rows from {at(shown)}"
+        ), outage["reason"]
+        page = staff.get(DASHBOARD).content.decode()
+        assert f"QuestDB&#x27;s last answer, at {at(answered)}, had no rows" in page
+    finally:
+        localdb.start()
+        call_command("questdb", "seed", verbosity=0)  # the demo's sessions, for the others
 
 
 def test_many_requests_missing_at_once_make_one_query(settings, redis_url):

@@ -1,6 +1,6 @@
 """Issue 8: a hung QuestDB never makes anyone wait; every request answers within 3 s.
 
-The site runs as deployed (tests/fleet.py): gunicorn with 4 threaded workers,
+The site runs as deployed (testkit/fleet.py): gunicorn with 4 threaded workers,
 the product's default timeouts, the breaker and last good copies shared in
 Redis. Twelve logged-in staff clients poll it (eight on the JSON API, two on
 the dashboard page, two on /ht/) while QuestDB really hangs: its process
@@ -16,22 +16,15 @@ import statistics
 import pytest
 from django.conf import settings
 
-from questdash import localdb
-
-from .fleet import API_SECTIONS, DASHBOARD, Answer, first_open_in_every_worker, hangs
-from .fleet import slowest as slowest_of
+from testkit.fleet import API_SECTIONS, DASHBOARD, Answer, first_open_in_every_worker, hangs
+from testkit.fleet import slowest as slowest_of
+from testkit.questdb import questdb_pid
 
 pytestmark = pytest.mark.usefixtures("questdb_server")
 
 BOUND = 3.0  # seconds: the product's promise, for every request
 FAULT_SECONDS = 5.0
 PASSWORD = settings.QUESTDB_PASSWORD.encode()
-
-
-def questdb_pid() -> int:
-    pid = localdb.status().pid
-    assert pid, "the test QuestDB is not running"
-    return pid
 
 
 def check_api(answer: Answer, reference: dict[str, list]) -> None:

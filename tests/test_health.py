@@ -18,7 +18,6 @@ from django.core.management import call_command
 from django.test import Client
 from health_check.exceptions import ServiceUnavailable
 
-from conftest import free_port
 from questdash.health import QuestDB, section_queries
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT
@@ -32,6 +31,7 @@ from resilience.health import (
     redis_check,
 )
 from resilience.registry import get_breaker
+from testkit.ports import free_port
 
 from .settings import TEST_ENV
 

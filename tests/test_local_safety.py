@@ -27,9 +27,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from conftest import free_port
 from questdash import localdb
 from questdash import settings as project_settings
+from testkit.ports import free_port
 
 from .test_localdb import fake_java
 

@@ -8,8 +8,8 @@ import stat
 import pytest
 from django.core.management import CommandError, call_command
 
-from conftest import free_port
 from questdash import localdb
+from testkit.ports import free_port
 
 
 @pytest.fixture

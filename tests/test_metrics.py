@@ -17,10 +17,10 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import free_port
 from questdash.health import section_queries
 from questdash.sections import LOADERS, section
 from resilience.registry import get_breaker
+from testkit.ports import free_port
 
 from .settings import TEST_ENV
 
@@ -132,7 +132,7 @@ def test_figures_move_when_the_breaker_trips_and_heals(questdb_via_proxy, settin
         assert value(healed, name, **labels) - value(before, name, **labels) == 1, (old, new)
 
 
-def test_several_gunicorn_workers_add_up(tmp_path, redis_url):
+def test_several_gunicorn_workers_add_up(tmp_path, redis_server):
     """Two real gunicorn workers: /metrics counts every worker's calls, whichever answers."""
     port = free_port()
     env = {
@@ -140,7 +140,7 @@ def test_several_gunicorn_workers_add_up(tmp_path, redis_url):
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONPATH": str(ROOT),
         "QUESTDASH_VAR_DIR": str(tmp_path),
-        "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3",
+        "REDIS_URL": redis_server.fresh_database(3),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "METRICS_TOKEN": TOKEN,
         # One request at a time per worker, so each /ht/ makes its own QuestDB call

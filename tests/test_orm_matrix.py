@@ -374,6 +374,26 @@ SUPPORTED = [
             .order_by("session_id", "symbol"), "session_id", "symbol", "quantity"),
         "SELECT session_id, symbol, quantity FROM positions WHERE quantity > 0"
         " LATEST ON ts PARTITION BY session_id, symbol ORDER BY session_id, symbol"),
+    Row("filter() after latest_on(): on the newest rows", lambda: sorted(
+            TradingSession.objects.latest_on("session_id").filter(status="active")
+            .values_list("session_id", flat=True)),
+        "SELECT session_id FROM (SELECT session_id, status FROM trading_sessions"
+        " LATEST ON ts PARTITION BY session_id) WHERE status = 'active' ORDER BY 1", (), flat),
+    Row("filter(), latest_on(), filter(), exclude(), order and slice", lambda: fields(
+            Position.objects.filter(quantity__gt=0).latest_on("session_id", "symbol")
+            .filter(quantity__lt=1000).exclude(symbol="AAPL").order_by("-quantity", "symbol")[1:4],
+            "symbol", "quantity"),
+        "SELECT symbol, quantity FROM (SELECT symbol, quantity FROM positions WHERE quantity > 0"
+        " LATEST ON ts PARTITION BY session_id, symbol) WHERE quantity < 1000 AND symbol != 'AAPL'"
+        " ORDER BY quantity DESC, symbol LIMIT 1, 4"),
+    Row("count() after latest_on().filter()", lambda: TradingSession.objects
+            .latest_on("session_id").filter(status="stopped").count(),
+        "SELECT count() FROM (SELECT status FROM trading_sessions"
+        " LATEST ON ts PARTITION BY session_id) WHERE status = 'stopped'", (), one),
+    Row("count() after sample_by()", lambda: Price.objects.filter(symbol__in=["AAPL", "XOM"])
+            .sample_by("1h", "symbol", price=Avg("price")).count(),
+        "SELECT count() FROM (SELECT symbol, ts, avg(price) FROM prices"
+        " WHERE symbol IN ('AAPL', 'XOM') SAMPLE BY 1h ALIGN TO CALENDAR)", (), one),
     Row("sample_by() (SAMPLE BY ... ALIGN TO CALENDAR)", lambda: [
             (r["symbol"], r["ts"], r["avg"]) for r in Price.objects.filter(
                 symbol__in=["AAPL", "XOM"]).sample_by("1h", "symbol", avg=Avg("price"))

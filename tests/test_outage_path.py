@@ -44,10 +44,9 @@ class Commands:
 
 
 @pytest.fixture
-def shared(settings, redis_url, fresh_state) -> str:
+def shared(settings, redis_server, fresh_state) -> str:
     """A "shared" cache alias on its own Redis database, emptied."""
-    url = redis_url.rsplit("/", 1)[0] + "/7"
-    redis.Redis.from_url(url).flushdb()
+    url = redis_server.fresh_database(7)
     settings.CACHES = {
         **settings.CACHES,
         "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url},

@@ -1,6 +1,6 @@
 """Issue 17: the 3 s promise holds when our own parts are slow or locked, QuestDB healthy.
 
-The site runs as deployed (tests/fleet.py: gunicorn, the product's settings),
+The site runs as deployed (testkit/fleet.py: gunicorn, the product's settings),
 in both layouts:
 
 - Redis, every answer 300 ms late through Toxiproxy (slow, but inside the
@@ -22,10 +22,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from conftest import free_port
-
-from .fleet import API, DASHBOARD, Fleet, request
-from .toxiproxy import Proxy
+from testkit.fleet import API, DASHBOARD, Fleet, request
+from testkit.ports import free_port
+from testkit.toxiproxy import Proxy
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.timeout(180)]
 

@@ -1,6 +1,6 @@
 """Issue 9, end to end: the site rides out a hung Redis, and hosts whose clocks disagree.
 
-The site runs as deployed (tests/fleet.py): gunicorn with threaded workers,
+The site runs as deployed (testkit/fleet.py): gunicorn with threaded workers,
 the product's default timeouts (Redis ``socket_timeout`` 1 s), the breaker and
 the last good copies shared in Redis. Staff clients poll it while
 redis-server (the session's own, by its pid) is paused with SIGSTOP, or while
@@ -24,9 +24,7 @@ from resilience.breaker import CircuitBreaker
 from resilience.clock import iso_utc
 from resilience.state import Record, State
 from resilience.stores import CacheStore
-
-from .conftest import SKEW
-from .fleet import (
+from testkit.fleet import (
     API,
     API_SECTIONS,
     DASHBOARD,
@@ -37,7 +35,9 @@ from .fleet import (
     first_open_in_every_worker,
     request,
 )
-from .fleet import slowest as slowest_of
+from testkit.fleet import slowest as slowest_of
+
+from .conftest import SKEW
 
 pytestmark = pytest.mark.usefixtures("questdb_server")
 

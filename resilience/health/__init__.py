@@ -12,6 +12,8 @@ secret (messages are scrubbed):
 - ``Heartbeat``: the age of a heartbeat a periodic job records with
   ``record_heartbeat(name)`` (the Celery beat refresh does) against a limit.
 - ``redis_check(url)``: django-health-check's own Redis ping, with timeouts.
+- ``MetricsDirectory``: the Prometheus multiprocess directory is fit and this
+  process still writes its metrics (a warning, never a failure).
 
 ``bounded_call`` runs a probe that may hang (a blackholed database) in a
 thread of its own and waits at most a given time; one probe per key is in
@@ -31,6 +33,7 @@ from .ages import HEARTBEAT_PREFIX, FallbackFreshness, Heartbeat, last_heartbeat
 from .breakers import BreakerState, describe_breaker
 from .cache import CacheRoundTrip, redis_check
 from .messages import one_line
+from .metrics import MetricsDirectory
 from .probes import bounded_call, settle_probes
 from .redaction import PUBLIC_LABELS, DisclosingHealthCheckView, Redacted, Undisclosed, public_name
 
@@ -42,6 +45,7 @@ __all__ = [
     "DisclosingHealthCheckView",
     "FallbackFreshness",
     "Heartbeat",
+    "MetricsDirectory",
     "Redacted",
     "Undisclosed",
     "bounded_call",

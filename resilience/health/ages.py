@@ -48,10 +48,11 @@ class FallbackFreshness(HealthCheck):
             copy = read_copy(self.query, self.cache_alias)
         except Exception as exc:
             raise unavailable(f"cannot read the copy of {self.query!r}: {describe(exc)}") from exc
-        cached_at = copy.cached_at if copy else None
+        # Fresh as of the last answer, empty or not: an empty answer is an answer.
+        answered = copy.last_answer_at if copy else None
         _age_check(
             f"the last good copy of {self.query!r}",
-            cached_at.timestamp() if cached_at else None,
+            answered.timestamp() if answered else None,
             self.max_age,
             f"no good copy of {self.query!r} yet: it has never been loaded",
             self.cache_alias,

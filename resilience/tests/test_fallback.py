@@ -249,3 +249,104 @@ def test_a_waiter_that_found_the_refreshers_copy_already_refreshes_itself_not_an
     clock.hook = lambda: cache.delete(LOCK_PREFIX + "positions")
     envelope = waiter.get()
     assert (envelope.status, envelope.data) == ("ok", [{"v": "the waiter's own read"}])
+
+
+def test_an_empty_answer_is_fresh_for_the_burst_and_stored_for_the_fleet():
+    """QuestDB really answers "no rows": that answer serves the requests of the next
+    ``fresh_for`` seconds without another query, and the copy other processes read says
+    when it came, keeping the last rows that were not empty for an outage."""
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = FakeClock()
+    answers: list[Any] = [[{"session": "S-1"}], [], []]
+    calls = []
+
+    def loader() -> Any:
+        calls.append(clock.time())
+        return answers.pop(0)
+
+    sessions = query(cache, loader, clock=clock, fresh_for=2)
+    assert sessions.get().data == [{"session": "S-1"}]
+    clock.advance(3)
+    empty = sessions.get()
+    assert (empty.status, empty.data, empty.reason) == ("ok", [], None)
+    clock.advance(1)
+    again = sessions.get()  # within fresh_for of the empty answer: no query
+    assert (again.status, again.data, len(calls)) == ("ok", [], 2)
+    other = query(cache, lambda: [{"never": "asked"}], clock=clock, fresh_for=2)
+    assert other.get().data == []  # the empty answer, fresh for another process too
+    stored = cache.get("resilience:lastgood:positions")
+    assert stored["data"] == [{"session": "S-1"}] and stored["empty"] == []
+    assert stored["answered_at"].timestamp() == calls[1]
+    assert stored["cached_at"].timestamp() == calls[0]
+
+
+def test_after_an_empty_answer_an_outage_shows_the_older_rows_and_says_so():
+    cache = LocMemCache(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = FakeClock()
+    answers: list[Any] = [{"book": {"AAPL": 3}}, {}, ConnectionRefusedError(111, "refused")]
+
+    def loader() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    books = query(cache, loader, clock=clock, dependency="service", dependency_label="The API")
+    first = books.get()
+    assert first.data == {"book": {"AAPL": 3}}  # any JSON value, kept as it is
+    clock.advance(60)
+    assert books.get().data == {}
+    clock.advance(5)
+    outage = books.get()
+    assert (outage.status, outage.data) == ("degraded", {"book": {"AAPL": 3}})
+    assert outage.cached_at == first.cached_at
+    assert outage.reason.startswith("service_unavailable: [Errno 111] refused; The API's last ")
+    assert outage.reason.endswith(
+        ", had no rows: showing the rows from " + first.cached_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+    assert outage.unreachable
+
+
+def test_while_the_breaker_refuses_a_process_looks_for_a_newer_copy_every_recheck(settings):
+    """Open: this process serves the copy it holds without a round trip, and looks in the
+    cache at most every RECHECK seconds, where another process's probe may have left a
+    newer copy. Never looking would serve the old copy for the whole outage."""
+    from resilience.fallback import RECHECK
+    from resilience.registry import get_breaker
+
+    class Counting(LocMemCache):
+        reads = 0
+
+        def get(self, *args: Any, **kwargs: Any) -> Any:
+            self.reads += 1
+            return super().get(*args, **kwargs)
+
+    settings.RESILIENCE = {"STORE": "resilience.stores.LocalStore"}
+    cache = Counting(f"fallback-{next(_names)}", {"TIMEOUT": None})
+    clock = FakeClock()
+    breaker = get_breaker("fallback-test")
+
+    def process(answer: str) -> CachedFallback:
+        shared = SharedCache("fallback-test", cache=cache, clock=clock, recover_inline=True)
+        return CachedFallback("positions", lambda: [{"v": answer}], breaker_name=breaker.name,
+                              runner=lambda op, fn: breaker.call(fn), shared=shared,
+                              fresh_for=0)  # fmt: skip
+
+    here, there = process("old"), process("new")
+    here.get()
+    breaker.force_open()
+    try:
+        clock.advance(RECHECK / 2)
+        there.shared.run(
+            lambda c: c.set(there.key, {"data": [{"v": "new"}], "cached_at": there._now()}, None)
+        )
+        # (another process's probe got through: a newer copy in the cache)
+        reads = cache.reads
+        held = here.get()
+        assert (held.status, held.data, cache.reads) == ("degraded", [{"v": "old"}], reads)
+        clock.advance(RECHECK)
+        newer = here.get()
+        assert (newer.status, newer.data) == ("degraded", [{"v": "new"}])
+        assert cache.reads > reads
+    finally:
+        breaker.reset()

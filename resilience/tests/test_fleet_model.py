@@ -2,7 +2,7 @@
 
 Each process has its own clock (minutes off the true one, on purpose), its
 own ``CacheStore``, ``CircuitBreaker`` and ``CachedFallback``, all on one
-``Memory`` (fleet.py) that can be flushed, restarted empty, hung, made to
+``Memory`` (testkit/simulated.py) that can be flushed, restarted empty, hung, made to
 raise, to lose a write or to count non-atomically. Rules make calls succeed
 or fail, let time pass, start, fork and kill processes, force states, and
 turn faults on and off. After every step the invariants below are checked
@@ -50,8 +50,7 @@ from resilience.breaker import Probe, State
 from resilience.errors import CircuitOpenError, DeadlineExceeded
 from resilience.fallback import KEY_PREFIX, CachedFallback
 from resilience.state import Record
-
-from .fleet import (
+from testkit.simulated import (
     SOCKET_TIMEOUT,
     FleetCache,
     Memory,
@@ -125,7 +124,7 @@ class FleetMachine(RuleBasedStateMachine):
         self.settings = override_settings(
             CACHES={
                 "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-                "fleet": {"BACKEND": "resilience.tests.fleet.FleetCache"},
+                "fleet": {"BACKEND": "testkit.simulated.FleetCache"},
             },
             RESILIENCE={"STORE": "resilience.stores.LocalStore"},
         )

@@ -22,10 +22,10 @@ import pytest
 import redis
 from django.core.cache.backends.redis import RedisCache
 
-from conftest import RedisServer, free_port
 from resilience.fallback import LOCK_PREFIX
-
-from .redis_worker import OUTAGE_RETRY_INTERVAL, WorkerProcess, start_workers
+from testkit.ports import free_port
+from testkit.redis_server import RedisServer
+from testkit.redis_worker import OUTAGE_RETRY_INTERVAL, WorkerProcess, start_workers
 
 SOCKET_TIMEOUT = 0.5  # the workers' REDIS_SOCKET_TIMEOUT (their default)
 # What a busy 2-core host may add to a call besides the one wait it is allowed;

@@ -1,6 +1,6 @@
 """Real processes sharing breakers through a real redis-server (the root conftest's).
 
-Each worker is ``python -m resilience.tests.redis_worker``: its own
+Each worker is ``python -m testkit.redis_worker``: its own
 interpreter, Django, CacheStore and connection pool. Nothing here skips:
 without redis-server the session fixture fails, and so do these tests.
 """
@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 import redis
 
-from .redis_worker import WorkerProcess, start_workers
+from testkit.redis_worker import WorkerProcess, start_workers
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +131,12 @@ def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_se
     )
 
 
-def test_fleet_figures_add_up_across_real_processes(redis_url, tmp_path, settings):
+def test_fleet_figures_add_up_across_real_processes(redis_server, tmp_path, settings):
     """Three processes report through their own threads; this one reads the sum from Redis."""
     from resilience import fleet
     from resilience.registry import get_breaker
 
-    url = redis_url.rsplit("/", 1)[0] + "/7"
-    redis.Redis.from_url(url).flushdb()
+    url = redis_server.fresh_database(7)
     roles = ["web", "web", "celery"]
     # idle processes report every 0.5 s; one silent for 1.5 s drops off
     env = {"FLEET_TIMEOUT": "1.5"}

@@ -219,7 +219,7 @@ def test_threads_never_queue_behind_a_hung_store():
     background retry, never a request, tries it again). Queued on a lock,
     the sixteenth thread would wait sixteen timeouts.
     """
-    from .fleet import Client, Memory, SkewedClock
+    from testkit.simulated import Client, Memory, SkewedClock
 
     true = FakeClock()
     memory = Memory(true, burst=True, burst_hang=0.2)

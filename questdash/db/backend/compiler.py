@@ -6,7 +6,8 @@
   NotSupportedError before QuestDB answers with a parse error.
 - DELETE does not exist: refused likewise.
 - LATEST ON and SAMPLE BY, which the ORM has no words for, are written
-  after WHERE for the QuerySet methods in questdash.db.backend.queryset.
+  after WHERE for the QuerySet methods in questdash.db.backend.queryset;
+  filters chained after latest_on() filter its rows from an outer query.
 """
 
 from __future__ import annotations
@@ -48,7 +49,24 @@ class SQLCompiler(compiler.SQLCompiler):
             self.having = None
         if getattr(self.query, "questdb_sample_by", None) is not None:
             group_by = []  # SAMPLE BY groups by its keys and the time bucket itself
+        self._filter_after_latest_on()
         return extra_select, order_by, group_by
+
+    def _filter_after_latest_on(self) -> None:
+        """Filters chained after latest_on() apply to the newest rows: QuestDB applies a
+        WHERE before LATEST ON, so they go to an outer query (the QUALIFY emulation)."""
+        before = getattr(self.query, "questdb_filters_before", None)
+        where = self.where
+        if before is None or where is None or len(where.children) <= before:
+            return
+        if where.connector != AND or where.negated:
+            raise NotSupportedError(
+                "QuestDB: latest_on() cannot be combined with an OR of querysets; "
+                "filter with Q(...) | Q(...) after latest_on() instead."
+            )
+        later = WhereNode(where.children[before:], AND)
+        self.where = WhereNode(where.children[:before], AND)
+        self.qualify = later if self.qualify is None else WhereNode([later, self.qualify], AND)
 
     def get_from_clause(self):
         """LATEST ON / SAMPLE BY go after WHERE; with no WHERE, right after FROM."""

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
-from django.db import NotSupportedError, models
+from django.db import NotSupportedError, connections, models
 
 if TYPE_CHECKING:
     from django.db.models.sql.compiler import SQLCompiler
@@ -50,10 +50,16 @@ def designated_timestamp(model: type[models.Model]) -> str:
 
 class QuestDBQuerySet(models.QuerySet):
     def latest_on(self, *partition_by: str) -> Self:
-        """The newest row of each combination of `partition_by` fields (after filters).
+        """The newest row of each combination of `partition_by` fields, in chain order.
 
         QuestDB's LATEST ON reads the table backwards and stops once each key
         is found: far cheaper than the greatest-per-group subquery it replaces.
+        Filters before latest_on() choose the rows it looks at; filters after
+        it choose among the newest rows (QuestDB itself would apply them first:
+        the compiler filters the newest rows from an outer query).
+
+            TradingSession.objects.latest_on("session_id").filter(status="active")
+                -> sessions whose newest row says active
         """
         if not partition_by:
             raise TypeError("latest_on() needs at least one field to partition by.")
@@ -62,7 +68,21 @@ class QuestDBQuerySet(models.QuerySet):
         clone.query.questdb_latest_on = tuple(
             self.model._meta.get_field(name).column for name in partition_by
         )
+        clone.query.questdb_filters_before = len(clone.query.where.children)
         return clone
+
+    def count(self) -> int:
+        """As Django counts, except after sample_by(): the buckets, counted by QuestDB.
+
+        Django would count without the aggregates it does not need, and a
+        SAMPLE BY without an aggregate is not QuestDB SQL.
+        """
+        if getattr(self.query, "questdb_sample_by", None) is None or self._result_cache:
+            return super().count()
+        sql, params = self.query.get_compiler(self.db).as_sql()
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(f"SELECT count() FROM ({sql})", params)
+            return cursor.fetchone()[0]
 
     def sample_by(
         self, interval: str, *keys: str, fill: str | None = None, **aggregates

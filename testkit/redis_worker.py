@@ -1,6 +1,6 @@
 """A real process with breakers on a real Redis, driven by JSON lines on stdin.
 
-Run as ``python -m resilience.tests.redis_worker`` with ``REDIS_URL`` set. It
+Run as ``python -m testkit.redis_worker`` with ``REDIS_URL`` set. It
 configures minimal Django settings itself (no project, no database), builds
 breakers on one ``CacheStore`` (as a web worker would), and answers each
 command with one JSON line on stdout; ``WorkerProcess`` (below) is the
@@ -301,7 +301,7 @@ class Worker:
 
 # --- the test's side: a handle on one worker process --------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class WorkerProcess:
@@ -324,7 +324,7 @@ class WorkerProcess:
         environ.update(env or {})
         self.stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:8]}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "resilience.tests.redis_worker"],
+            [*prefix, sys.executable, "-m", "testkit.redis_worker"],
             cwd=ROOT,
             env=environ,
             stdin=subprocess.PIPE,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conftest import pause_process
+from .processes import group_alive, pause_process, terminate
 
 if TYPE_CHECKING:
     from .toxiproxy import Proxy
@@ -56,14 +56,6 @@ def worker_pid_middleware(get_response: Callable) -> Callable:
 
 
 # --- the site --------------------------------------------------------------------------
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @dataclass
@@ -137,7 +129,7 @@ class Fleet:
         return done
 
     def start(self) -> None:
-        from conftest import free_port  # not at import: the workers import this module
+        from .ports import free_port
 
         if not self.password:
             self.prepare()
@@ -176,7 +168,7 @@ class Fleet:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             self.process.poll()  # reap our own child, or it lingers in the group as a zombie
-            if not _group_alive(group):
+            if not group_alive(group):
                 break
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
@@ -234,16 +226,6 @@ class CeleryWorker:
         if self.process is not None:
             terminate(self.process, 20)  # warm shutdown: the worker and its beat
             self.process = None
-
-
-def terminate(process: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM, then SIGKILL to its whole process group if it is not gone in ``timeout`` s."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def rotate(items: tuple[str, ...], by: int) -> list[str]:
