@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fleet_rates.py [--trials 20] [--seconds 3] [--rates 10,40,100,1000]
 
 Four simulated processes share one breaker through one cache (the model
-test's harness, ``resilience/tests/fleet.py``: a fake clock, every store
+test's harness, ``testkit/simulated.py``: a fake clock, every store
 operation instant and counted). Calls arrive at a steady rate spread over the
 four at random, each failing with probability 0.3, independently: a healthy
 dependency with a bad day, which a threshold of 5 consecutive failures should
@@ -85,7 +85,7 @@ class Simulation:
     """One trial: four processes, one cache, one true clock."""
 
     def __init__(self, rule: dict[str, Any], *, atomic: bool = True) -> None:
-        from resilience.tests.fleet import Client, Memory, SkewedClock
+        from testkit.simulated import Client, Memory, SkewedClock
 
         from resilience.breaker import CircuitBreaker
         from resilience.clock import FakeClock

@@ -74,7 +74,17 @@ class CallCounts:
     one counter bump and no I/O.
     """
 
-    TALLIES = ("failures", "ignored", "probes", "rejections", "retries", "slow", "successes")
+    TALLIES = (
+        "failures",
+        "ignored",
+        "probe_failures",
+        "probe_successes",
+        "probes",
+        "rejections",
+        "retries",
+        "slow",
+        "successes",
+    )
     __slots__ = (*TALLIES, "latency")
 
     def __init__(self) -> None:
@@ -83,8 +93,10 @@ class CallCounts:
         self.rejections = Tally()
         self.ignored = Tally()
         self.retries = Tally()
-        self.probes = Tally()
-        self.slow = Tally()  # successes and failures slower than SLOW_CALL_DURATION
+        self.probes = Tally()  # probes granted; of successes and failures, these were probes:
+        self.probe_successes = Tally()
+        self.probe_failures = Tally()
+        self.slow = Tally()  # closed calls slower than SLOW_CALL_DURATION
         self.latency = Latencies()
 
     def as_dict(self) -> dict[str, int]:
@@ -97,8 +109,12 @@ class CallCounts:
 
 
 def tallied(counts: CallCounts) -> Bucket:
-    """This process's calls so far (cumulative): the window's share is a difference of two."""
-    successes, failures = counts.successes.value, counts.failures.value
+    """This process's closed calls so far (cumulative): a window's share is a difference of two.
+
+    Probes are not the window's: their outcomes decide the half-open state.
+    """
+    failures = counts.failures.value - counts.probe_failures.value
+    successes = counts.successes.value - counts.probe_successes.value
     return Bucket(successes + failures, failures, counts.slow.value)
 
 

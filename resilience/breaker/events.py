@@ -50,6 +50,7 @@ class Events:
             if rec is seen:
                 return
             self.seen = rec
+        breaker._current()  # the new decision's state object, before any call is counted in it
         if rec.uid == seen.uid or (rec.initial and seen.state is State.CLOSED and not seen.forced):
             return  # the same decision renumbered, or "closed" again after a lost store
         now = breaker._now()

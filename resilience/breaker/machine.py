@@ -152,14 +152,14 @@ class CircuitBreaker(ManualControl, CallStyles):
     def record_success(self, permit: Permit, seconds: float | None = None) -> None:
         """The call behind ``permit`` succeeded (in ``seconds``, for the slow-call rule)."""
         self._succeeded()
-        slow = self._slow(seconds)
         if isinstance(permit, Probe):
+            self._counts.probe_successes.add()
             OpenState.probe_succeeded(self, permit)
         else:
             cell = self._cell
             if cell.failures or cell.alert or cell.success_due <= self._mono():
                 self._store.note_success(self.name, permit)
-            if slow:
+            if self._slow(seconds):
                 self._current().slow(self)
         if call_succeeded.receivers:
             call_succeeded.emit(self, name=self.name)
@@ -190,13 +190,14 @@ class CircuitBreaker(ManualControl, CallStyles):
             self.record_success(permit, seconds)
             return Outcome.SUCCESS
         self._counts.failures.add()
-        self._slow(seconds)
         self._last_error = scrub(describe(exc))
         self._last_error_type = type(exc).__name__
         self._last_failure_at = self._now()
         if isinstance(permit, Probe):
+            self._counts.probe_failures.add()
             OpenState.probe_failed(self, permit, exc)
         else:
+            self._slow(seconds)
             self._current().failed(self, permit, exc)
         if call_failed.receivers:
             call_failed.emit(self, name=self.name, exception=exc)
@@ -295,8 +296,9 @@ class CircuitBreaker(ManualControl, CallStyles):
             return
         self._store.sync(self.name)
         self._events.notice(self, None)
-        if self.config.windowed:  # a look at the window every TICK, whatever the store says
-            cell.sync_due = now + TICK if cell.sync_due <= now else min(cell.sync_due, now + TICK)
+        if self.config.windowed:  # a look at the window every TICK, or as often as the store's
+            interval = self._store.sync_interval
+            cell.sync_due = now + (TICK if interval is None else min(interval, TICK))
             self._current().slow(self, send=True)
 
     def _admit(self) -> Permit:

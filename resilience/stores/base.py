@@ -124,6 +124,7 @@ class BreakerStore(ABC):
 
     kind: ClassVar[str] = "base"
     shared: ClassVar[bool] = False  # whether other processes see this state
+    sync_interval: float | None = None  # seconds between looks at the shared state (None: never)
     clock: Clock
     timebase: Timebase
 

@@ -25,16 +25,15 @@ def reason(breaker) -> str:
 
 
 def test_failure_rate_opens_once_the_minimum_calls_are_made(make_breaker):
-    breaker = make_breaker(failure_threshold=None, failure_rate=50, window=10, minimum_calls=6)
+    breaker = make_breaker(failure_threshold=None, failure_rate=60, window=10, minimum_calls=6)
     calls(breaker, ".x.xx")  # 3 of 5 failed: 60 %, but only 5 calls
     assert breaker.state is State.CLOSED
     snap = breaker.snapshot()
     assert (snap.window_calls, snap.window_failures, snap.failure_rate) == (5, 3, 60.0)
-    calls(breaker, ".")  # 6 calls, 50 %: the rule is checked on failures and every look
-    calls(breaker, "x")  # 4 of 7
+    calls(breaker, "x")  # 4 of 6
     assert breaker.state is State.OPEN
-    assert reason(breaker).startswith("failure rate 57% over the last 10 s")
-    assert "(4 of 7 calls failed; threshold 50%)" in reason(breaker)
+    assert reason(breaker).startswith("failure rate 67% over the last 10 s")
+    assert "(4 of 6 calls failed; threshold 60%)" in reason(breaker)
 
 
 def test_calls_older_than_the_window_no_longer_count(make_breaker, clock):
@@ -107,16 +106,16 @@ def test_the_consecutive_and_rate_rules_sit_side_by_side(make_breaker):
 
 
 def test_the_window_starts_afresh_when_the_breaker_closes_again(make_breaker, clock):
-    breaker = make_breaker(failure_threshold=None, failure_rate=50, minimum_calls=2)
-    calls(breaker, "xx")
+    breaker = make_breaker(failure_threshold=None, failure_rate=50, minimum_calls=3)
+    calls(breaker, "xxx")
     assert breaker.state is State.OPEN
     clock.advance(10)
     calls(breaker, ".")  # the probe closes it
     assert breaker.state is State.CLOSED
     snap = breaker.snapshot()
     assert (snap.window_calls, snap.window_failures) == (0, 0)
-    calls(breaker, "x.")  # the old failures are gone: 1 of 1 at the failure, under the minimum
-    assert breaker.state is State.CLOSED  # (a success is not when a rate rises: no look then)
+    calls(breaker, "x.")  # the old failures are gone: 1 of 2, under the minimum
+    assert breaker.state is State.CLOSED
     calls(breaker, "x")  # 2 of 3
     assert breaker.state is State.OPEN
 

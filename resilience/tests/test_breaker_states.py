@@ -170,6 +170,8 @@ def test_query_errors_mean_the_server_answered(make_breaker, clock):
         "ignored": 0,
         "retries": 0,
         "probes": 0,
+        "probe_successes": 0,
+        "probe_failures": 0,
         "slow": 0,
     }
     # ... and as a probe, a query error closes the breaker.

@@ -475,13 +475,10 @@ class FleetMachine(RuleBasedStateMachine):
         if not process.alive:
             return
         self.result = result
-        before = self.stored_copy()
+        before, started = self.stored_copy(), self.now
         envelope = self.timed(process, process.fallback.refresh)
-        after = self.stored_copy()
-        if before is not None and (result != "rows" or envelope.status != "ok"):
-            assert after == before, (
-                f"a {result} refresh replaced the last good copy {before} with {after}"
-            )
+        if result != "rows" or envelope.status != "ok":
+            self.check_copy_kept(before, self.stored_copy(), f"a {result} refresh", started)
         self.check_envelope(process, envelope)
 
     @rule(process=processes, result=st.sampled_from(["rows", "empty", "failure"]))
@@ -489,14 +486,23 @@ class FleetMachine(RuleBasedStateMachine):
         if not process.alive:
             return
         self.result = result
-        before = self.stored_copy()
+        before, started = self.stored_copy(), self.now
         envelope = self.timed(process, process.fallback.get)
-        after = self.stored_copy()
-        if before is not None and result != "rows":
-            assert after == before, (
-                f"a {result} answer replaced the last good copy {before} with {after}"
-            )
+        if result != "rows":
+            self.check_copy_kept(before, self.stored_copy(), f"a {result} answer", started)
         self.check_envelope(process, envelope)
+
+    def check_copy_kept(self, before: Any, after: Any, what: str, started: float) -> None:
+        """A failure or an empty answer never replaces the last good copy. It may go with a
+        newer good copy that this process read earlier and could not write then (the cache
+        hung): rows read before this step, newer than the copy's, never none."""
+        if before is None or after == before:
+            return
+        read = [self.read_at.get(row["id"]) for row in after or ()]
+        newest_before = max(self.read_at[row["id"]] for row in before) if before else -math.inf
+        assert read and all(t is not None and newest_before <= t < started for t in read), (
+            f"{what} replaced the last good copy {before} with {after}"
+        )
 
     def check_envelope(self, process: Process, envelope: Any) -> None:
         if envelope.data:
