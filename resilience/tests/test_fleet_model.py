@@ -475,10 +475,11 @@ class FleetMachine(RuleBasedStateMachine):
         if not process.alive:
             return
         self.result = result
-        before, started = self.stored_copy(), self.now
+        before = self.stored_copy()
         envelope = self.timed(process, process.fallback.refresh)
-        if result != "rows" or envelope.status != "ok":
-            self.check_copy_kept(before, self.stored_copy(), f"a {result} refresh", started)
+        after = self.stored_copy()
+        if before is not None and (result != "rows" or envelope.status != "ok"):
+            self.kept_the_rows(result, "refresh", before, after)
         self.check_envelope(process, envelope)
 
     @rule(process=processes, result=st.sampled_from(["rows", "empty", "failure"]))
@@ -486,22 +487,26 @@ class FleetMachine(RuleBasedStateMachine):
         if not process.alive:
             return
         self.result = result
-        before, started = self.stored_copy(), self.now
+        before = self.stored_copy()
         envelope = self.timed(process, process.fallback.get)
-        if result != "rows":
-            self.check_copy_kept(before, self.stored_copy(), f"a {result} answer", started)
+        after = self.stored_copy()
+        if before is not None and result != "rows":
+            self.kept_the_rows(result, "answer", before, after)
         self.check_envelope(process, envelope)
 
-    def check_copy_kept(self, before: Any, after: Any, what: str, started: float) -> None:
-        """A failure or an empty answer never replaces the last good copy. It may go with a
-        newer good copy that this process read earlier and could not write then (the cache
-        hung): rows read before this step, newer than the copy's, never none."""
-        if before is None or after == before:
+    @staticmethod
+    def kept_the_rows(result: str, what: str, before: list, after: list | None) -> None:
+        """A failure or an empty answer never replaces the stored rows with older rows or none.
+
+        An empty answer is stored as an answer, on top of the newest rows its process
+        holds: rows it read itself while the cache could not take them are newer (their
+        ids grow with each read) and may go in with it.
+        """
+        if after == before:
             return
-        read = [self.read_at.get(row["id"]) for row in after or ()]
-        newest_before = max(self.read_at[row["id"]] for row in before) if before else -math.inf
-        assert read and all(t is not None and newest_before <= t < started for t in read), (
-            f"{what} replaced the last good copy {before} with {after}"
+        newer = bool(after) and (not before or after[0]["id"] > before[0]["id"])
+        assert result == "empty" and newer, (
+            f"a {result} {what} replaced the last good copy {before} with {after}"
         )
 
     def check_envelope(self, process: Process, envelope: Any) -> None:
