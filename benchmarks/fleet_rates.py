@@ -85,11 +85,10 @@ class Simulation:
     """One trial: four processes, one cache, one true clock."""
 
     def __init__(self, rule: dict[str, Any], *, atomic: bool = True) -> None:
-        from testkit.simulated import Client, Memory, SkewedClock
-
         from resilience.breaker import CircuitBreaker
         from resilience.clock import FakeClock
         from resilience.stores import CacheStore
+        from testkit.simulated import Client, Memory, SkewedClock
 
         self.true = FakeClock()
         self.memory = Memory(self.true, atomic_incr=atomic)

@@ -194,6 +194,18 @@ def _copy(stored: Any) -> Copy | None:
     )  # fmt: skip
 
 
+def _newest_rows(mine: Copy, stored: Copy) -> Copy:
+    """Our copy, whose last answer is the newer; with the store's rows if those are newer.
+
+    An empty answer read while the cache could not be read knew nothing of rows
+    another process stored meanwhile: keep those rows, and say our answer.
+    """
+    if is_empty(stored.data) or (not is_empty(mine.data) and mine.cached_at >= stored.cached_at):
+        return mine
+    empty = mine.empty if mine.answered_at is not None else mine.data
+    return Copy(stored.data, stored.cached_at, answered_at=mine.last_answer_at, empty=empty)
+
+
 def _failed_since(failure: Any, copy: Copy | None) -> bool:
     """Did a refresh fail after ``copy`` was read (a note of ``CachedFallback._failed``)?"""
     if not isinstance(failure, dict) or not {"reason", "retry_after", "at"} <= failure.keys():
@@ -343,7 +355,9 @@ class CachedFallback:
         except CacheUnavailable:
             return mine, False
         stored = _copy(found)
-        if stored is None or (mine is not None and mine.last_answer_at >= stored.last_answer_at):
+        if stored is not None and mine is not None and mine.last_answer_at >= stored.last_answer_at:
+            stored = _newest_rows(mine, stored)
+        if stored is None or stored is mine:
             # The store lost it (flushed, restarted empty), or holds what we hold, or an
             # older one (ours is still being written behind): ours stands.
             if held is not None:

@@ -913,3 +913,40 @@ def test_a_process_that_never_synced_finds_the_head_below_a_pointer_whose_record
         machine.heal_and_settle()  # checks that every process holds the same decision
     finally:
         machine.teardown()
+
+
+def test_an_empty_answer_taken_while_the_cache_hung_never_buries_the_stored_rows():
+    """Found by the model run of issue 20, shrunk: a process reads an empty answer while the
+    cache hangs (it cannot see the stored rows, so it keeps the answer to itself); once the
+    cache is back, its next empty answer was stored over the rows, as newer than them."""
+    machine = FleetMachine()
+    try:
+        machine.choose_cache(atomic=True)
+        first, second = machine.start(0.0), machine.start(0.0)
+        machine.refresh(first, "rows")
+        machine.store_fault("hang")
+        machine.refresh(second, "empty")
+        machine.store_fault("heal")
+        machine.advance(1.0)
+        machine.refresh(second, "empty")  # checks the rows are kept
+        assert machine.stored_copy() == [{"id": 1}]
+    finally:
+        machine.teardown()
+
+
+def test_an_empty_answer_taken_while_the_cache_hung_never_brings_back_older_rows():
+    """The same, when the process held rows of its own: older than those another stored."""
+    machine = FleetMachine()
+    try:
+        machine.choose_cache(atomic=True)
+        first, second = machine.start(0.0), machine.start(0.0)
+        machine.refresh(second, "rows")
+        machine.refresh(first, "rows")
+        machine.store_fault("hang")
+        machine.refresh(second, "empty")
+        machine.store_fault("heal")
+        machine.advance(1.0)
+        machine.refresh(second, "empty")  # checks the newer rows are kept
+        assert machine.stored_copy() == [{"id": 2}]
+    finally:
+        machine.teardown()
