@@ -326,6 +326,7 @@ class FleetMachine(RuleBasedStateMachine):
         before = self.record(process)
         seconds = fleet.SLOW + 0.5 if outcome in ("slow", "slow_fail") else 0.01
         told = outcome in ("ok", "slow") and self.told(process)
+        total = process.store._cells[fleet.NAME].total  # moves when a failure is counted
         if outcome in ("ok", "slow"):
             breaker.record_success(permit, seconds)
         elif outcome == "not_attempted":  # the deadline ran out before QuestDB was tried
@@ -353,12 +354,14 @@ class FleetMachine(RuleBasedStateMachine):
         if self.store_ok(process):  # the fleet counts only what reaches the store
             kind = "fail" if failed else ("ok" if told else "quiet")
             self.calls.append((self.now, kind, decision))
+            counted = process.store._cells[fleet.NAME].total != total
             if permit.forced:
                 pass  # forced closed: nothing is counted
             elif failed:
-                step = next(self.steps)
-                self.failures.append((step, process.pid, decision, self.now))
-                self.own_failure[process.pid] = (step, decision)
+                if counted:  # not if the store had moved on: nothing was counted there
+                    step = next(self.steps)
+                    self.failures.append((step, process.pid, decision, self.now))
+                    self.own_failure[process.pid] = (step, decision)
             elif not told:
                 self.check_untold_success(process, decision)
         healthy_epoch = self.appeared_after.get(decision, -math.inf) > self.faulted_at
