@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..breaker import CircuitBreaker as Breaker
-from ..breaker import Permit, State
+from ..breaker import Permit, Probe, State
 from ..clock import Clock
 from ..errors import CircuitOpenError
 from ..signals import state_changed
@@ -81,15 +81,18 @@ class CircuitBreakerState:
 
 
 class CircuitClosedState(CircuitBreakerState):
-    pass
+    def __init__(self, cb: CircuitBreaker, prev_state: Any = None, notify: bool = False) -> None:
+        super().__init__(cb, STATE_CLOSED)
 
 
 class CircuitOpenState(CircuitBreakerState):
-    pass
+    def __init__(self, cb: CircuitBreaker, prev_state: Any = None, notify: bool = False) -> None:
+        super().__init__(cb, STATE_OPEN)
 
 
 class CircuitHalfOpenState(CircuitBreakerState):
-    pass
+    def __init__(self, cb: CircuitBreaker, prev_state: Any = None, notify: bool = False) -> None:
+        super().__init__(cb, STATE_HALF_OPEN)
 
 
 _STATE_CLASSES: dict[str, type[CircuitBreakerState]] = {
@@ -196,6 +199,7 @@ class CircuitBreaker:
         self._name = name
         self._throw_new_error_on_trip = throw_new_error_on_trip
         self._failures = 0  # this process's failures since its last success (while not closed)
+        self._state: CircuitBreakerState | None = None
         self._breaker = Breaker(
             name or "breaker",
             store=self._state_storage.store,
@@ -211,6 +215,7 @@ class CircuitBreaker:
             self._breaker.state  # noqa: B018 - a look first: the store may hold a decision
             if self._breaker.record.initial:  # it does not: start where the storage says
                 self._set(initial)
+        self._state = self._create_new_state(self.current_state)
 
     # the breaker underneath
 
@@ -266,12 +271,30 @@ class CircuitBreaker:
 
     @property
     def state(self) -> CircuitBreakerState:
+        """The current state's object (the same one until the state changes)."""
         name = self.current_state
-        return _STATE_CLASSES[name](self, name)
+        if self._state is None or self._state.name != name:
+            self._state = self._create_new_state(name, self._state, notify=True)
+        return self._state
 
     @state.setter
     def state(self, name: str) -> None:
+        previous = self.state
         self._set(name)
+        self._state = self._create_new_state(name, previous, notify=True)
+
+    def _create_new_state(
+        self, new_state: str, prev_state: CircuitBreakerState | None = None, notify: bool = False
+    ) -> CircuitBreakerState:
+        """pybreaker's state object for ``new_state`` (listeners are told by the breaker)."""
+        classes = {
+            STATE_CLOSED: CircuitClosedState,
+            STATE_OPEN: CircuitOpenState,
+            STATE_HALF_OPEN: CircuitHalfOpenState,
+        }  # looked up now: a test may have replaced one
+        if new_state not in classes:
+            raise ValueError(f"Unknown state {new_state!r}, valid states: {', '.join(classes)}")
+        return classes[new_state](self, prev_state=prev_state, notify=notify)
 
     @property
     def fail_counter(self) -> int:
@@ -346,12 +369,9 @@ class CircuitBreaker:
 
     def _changed(self, sender: Any, old: State, new: State, **kwargs: Any) -> None:
         old_state, new_state = NAMES[old], NAMES[new]
+        before, after = _STATE_CLASSES[old_state](self), _STATE_CLASSES[new_state](self)
         for listener in self._listeners:
-            listener.state_change(
-                self,
-                _STATE_CLASSES[old_state](self, old_state),
-                _STATE_CLASSES[new_state](self, new_state),
-            )
+            listener.state_change(self, before, after)
 
     # calls
 
@@ -375,7 +395,8 @@ class CircuitBreaker:
             self._succeeded(permit)  # an excluded exception: the dependency answered
         else:
             before = self._breaker.record
-            self._failures += 1
+            if isinstance(permit, Probe) or permit.uid == before.uid:
+                self._failures += 1  # a call of a decision that has gone counts nothing
             self._breaker.record_failure(exc, permit)
             for listener in self._listeners:
                 listener.failure(self, exc)
