@@ -17,7 +17,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.safestring import SafeString
 
 from . import fleet
 from .breaker import BreakerSnapshot, CircuitBreaker, Transition
@@ -25,7 +24,7 @@ from .breaker.snapshot import transitions
 from .models import CircuitBreaker as CircuitBreakerModel
 from .process import identity
 from .registry import all_breakers, get_breaker
-from .timeline import state_timeline
+from .timeline import Timeline, state_timeline
 
 ACTIONS = {
     "reset": ("reset", "Reset: closed, counts cleared"),
@@ -52,7 +51,7 @@ class BreakerCard:
     probes: tuple[fleet.ProbeOutcome, ...]
     longest_open: float
     history: tuple[Transition, ...]  # newest first
-    timeline: SafeString
+    timeline: Timeline  # drawn by resilience/timeline.svg
     store_uid: str  # the store's current decision
 
     @property
