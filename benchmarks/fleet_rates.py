@@ -13,6 +13,10 @@ of consecutive failures (in true order, across all processes) it opened on.
 "Consecutive" means what it says when no trial opens on a run shorter than
 the threshold.
 
+``--healthy-first SECONDS`` starts each trial with that long a spell with no
+failures at all (every process then stops telling each success, and learns of
+the first failures at its next look: the onset the README describes).
+
 ``--ops`` prints the store operations per call and per second of each rule
 (consecutive, failure rate, slow calls) at each rate, healthy and at 30 %
 failures, with the rules that the code knows, set so that the breaker stays
@@ -139,6 +143,7 @@ def trial(
     *,
     share: float = FAILURE_SHARE,
     slow: Callable[[random.Random], float | None] = lambda rng: None,
+    healthy_first: float = 0.0,
 ) -> tuple[int | None, int, Counter, int]:
     """(the fleet-wide run it opened on, or None; calls made; store operations; warm-up ops)."""
     sim = Simulation(rule)
@@ -146,24 +151,26 @@ def trial(
     for breaker in sim.breakers:  # each process has looked at the store once
         breaker.state  # noqa: B018 - reading the state syncs
     warmup = sum(sim.ops.values())
-    calls = int(rate * seconds)
-    for _ in range(calls):
+    calls = int(rate * (healthy_first + seconds))
+    for index in range(calls):
         sim.true.advance(gap)
         breaker = rng.choice(sim.breakers)
-        if sim.call(breaker, rng.random() < share, slow(rng)):
+        failing = index >= rate * healthy_first and rng.random() < share
+        if sim.call(breaker, failing, slow(rng)):
             return sim.run_of_failures(), len(sim.outcomes), sim.ops, warmup
     return None, len(sim.outcomes), sim.ops, warmup
 
 
 def consecutive_table(args: argparse.Namespace) -> None:
+    onset = f", after {args.healthy_first:g} s without failures" if args.healthy_first else ""
     print(f"{PROCESSES} processes, {FAILURE_SHARE:.0%} failures, threshold {THRESHOLD}, "
-          f"{args.trials} trials of {args.seconds:g} s each, seed {args.seed}")  # fmt: skip
+          f"{args.trials} trials of {args.seconds:g} s each, seed {args.seed}{onset}")  # fmt: skip
     print(f"{'calls/s':>8} {'opened':>8} {'runs it opened on':>40} {'shortest':>9}")
     for rate in args.rates:
         rng = random.Random(f"{args.seed}-{rate}")
         runs = []
         for _ in range(args.trials):
-            run, _, _, _ = trial(rate, args.seconds, rng, {})
+            run, _, _, _ = trial(rate, args.seconds, rng, {}, healthy_first=args.healthy_first)
             if run is not None:
                 runs.append(run)
         shown = ", ".join(f"{n}x{run}" for run, n in sorted(Counter(runs).items())) or "-"
@@ -226,6 +233,7 @@ def main() -> None:
     parser.add_argument("--rates", default="10,40,100,1000")
     parser.add_argument("--seed", default="questdash")
     parser.add_argument("--ops", action="store_true", help="store operations of each rule")
+    parser.add_argument("--healthy-first", type=float, default=0.0, metavar="SECONDS")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     configure_django()

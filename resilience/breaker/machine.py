@@ -28,6 +28,7 @@ snapshot in snapshot.py and the ways to wrap a call in wrappers.py.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
@@ -121,8 +122,13 @@ class CircuitBreaker(ManualControl, CallStyles):
         """Take new settings (the registry builds a new breaker instead; pybreaker's setters)."""
         self.config = config
         self._slow_after = config.slow_call_duration if config.slow_call_rate else None
+        cell = self._cell
         if config.windowed:  # the window needs a look now and then, whatever the store
-            self._cell.sync_due = min(self._cell.sync_due, self._mono())
+            cell.sync_due = min(cell.sync_due, self._mono())
+        if config.failure_threshold is None:
+            cell.success_due = math.inf  # no run of failures to end: successes need no telling
+        elif math.isinf(cell.success_due) and self._store.shared:
+            cell.success_due = -math.inf
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.value}>"
