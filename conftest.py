@@ -15,6 +15,7 @@ import pytest
 
 from testkit.ports import free_port
 from testkit.redis_server import RedisServer
+from testkit.toxiproxy import Toxiproxy
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,15 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def toxiproxy() -> Iterator[Toxiproxy]:
+    """A real Toxiproxy, once per session, for the network faults of any suite."""
+    server = Toxiproxy(port=free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

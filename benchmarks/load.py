@@ -23,7 +23,12 @@ each run, and the ratios the issue targets, each taken within a round and
 then the median over rounds. The machine's load average is printed too:
 numbers from a busy machine are lower and noisier.
 
+With ``--server uvicorn`` the same rounds run on uvicorn as well (ASGI, as
+many workers, the same settings), each configuration on gunicorn and on
+uvicorn side by side in one run.
+
 Run: .venv/bin/python benchmarks/load.py [--seconds 12] [--rounds 3] [--configs demo,redis]
+[--server uvicorn]
 (``wrk`` is installed with apt-get when missing: root or sudo.)
 """
 
@@ -230,17 +235,20 @@ def trip_and_probe(site: Site, seconds: float) -> Run:
 # --- one configuration -----------------------------------------------------------------------
 
 
-def measure(name: str, redis_url: str, workdir: Path, seconds: float, rounds: int) -> dict:
+def measure(
+    name: str, redis_url: str, workdir: Path, seconds: float, rounds: int, server: str
+) -> dict:
     def fleet(tag: str, **extra_env: str) -> Fleet:
         # The product's defaults where the fleet's test harness sets its own.
         env = {"DASHBOARD_FRESH_FOR": "2", "DJANGO_LOG_LEVEL": "INFO", **extra_env}
         return Fleet(
-            workdir=workdir / f"{name}-{tag}",
+            workdir=workdir / f"{name}-{server}-{tag}",
             questdb_port=settings.QUESTDB_PORT,
             redis_url=redis_url,
             workers=WORKERS,
             settings=SETTINGS,
             extra_env=env,
+            server=server,
         )
 
     results: dict[str, list[Run]] = {}
@@ -248,7 +256,7 @@ def measure(name: str, redis_url: str, workdir: Path, seconds: float, rounds: in
     try:
         site.wait_for("ok")
         for i in range(rounds):
-            print(f"{name}: round {i + 1} of {rounds} ...", file=sys.stderr, flush=True)
+            print(f"{name}, {server}: round {i + 1} of {rounds} ...", file=sys.stderr, flush=True)
             for key, run in steady_round(site, seconds).items():
                 results.setdefault(key, []).append(run)
     finally:
@@ -256,7 +264,8 @@ def measure(name: str, redis_url: str, workdir: Path, seconds: float, rounds: in
     site = Site(fleet("probe", RESILIENCE_RECOVERY_TIMEOUT=str(PROBE_RECOVERY)))
     try:
         for i in range(rounds):
-            print(f"{name}: trip and probe {i + 1} of {rounds} ...", file=sys.stderr, flush=True)
+            print(f"{name}, {server}: trip and probe {i + 1} of {rounds} ...", file=sys.stderr,
+                  flush=True)  # fmt: skip
             results.setdefault("trip", []).append(trip_and_probe(site, seconds))
     finally:
         site.stop()
@@ -294,12 +303,15 @@ def cell(runs: list[Run]) -> str:
 
 def report(results: dict[str, dict[str, list[Run]]], args: argparse.Namespace, load: str) -> None:
     configs = list(results)
-    print(f"\ngunicorn: {WORKERS} workers (gthread, gunicorn.conf.py); wrk: {THREADS} threads, "
+    print(f"\ngunicorn: {WORKERS} workers (gthread, gunicorn.conf.py); uvicorn (if shown): "
+          f"{WORKERS} workers (ASGI, questdash.asgi); wrk: {THREADS} threads, "
           f"{CONNECTIONS} connections, {args.seconds:g} s a run ({args.seconds + EXTRA:g} s for "
           f"the trip), {args.rounds} rounds; medians (max: the largest of any round)")  # fmt: skip
     print(f"load average (1, 5, 15 min) before and after: {load}\n")
     header = f"{'req/s':>7} {'p50':>6} {'p99':>6} {'max':>7} {'WARN/m':>6}"
-    names = {"demo": "demo settings (SQLite cache)", "redis": "with Redis (REDIS_URL)"}
+    names = {"demo": "demo (SQLite cache)", "redis": "Redis (REDIS_URL)"}
+    names = {f"{c}/{srv}": f"{label}, {srv}" for c, label in names.items()
+             for srv in ("gunicorn", "uvicorn")}  # fmt: skip
     print(f"{'':<48}" + "".join(f"| {names.get(c, c):<{len(header)}} " for c in configs))
     print(f"{'ms':<48}" + f"| {header} " * len(configs))
     for key, label in ROWS:
@@ -317,6 +329,14 @@ def report(results: dict[str, dict[str, list[Run]]], args: argparse.Namespace, l
         print(f"{label:<48}" + "".join(f"| {v:<{len(header)}} " for v in values))
     print()
     for c in configs:
+        base = c.replace("/uvicorn", "/gunicorn")
+        if c.endswith("/uvicorn") and base in results:
+            ratios = ", ".join(
+                f"{key} {median(results[c][key], 'rps') / median(results[base][key], 'rps'):.2f}x"
+                for key in ("floor", "healthy", "outage", "live")
+            )
+            print(f"{c} / {base}, req/s: {ratios}")
+    for c in configs:
         trip = results[c]["trip"]
         slow = max(r.max for r in trip) / 1e3
         opened = [r.state_changes for r in results[c]["outage"]]
@@ -332,6 +352,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", default="demo,redis", help="demo, redis or both")
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs (printed)")
+    parser.add_argument(
+        "--server", choices=("gunicorn", "uvicorn"), default="gunicorn",
+        help="uvicorn: run every configuration on uvicorn too, beside gunicorn",
+    )  # fmt: skip
     args = parser.parse_args()
 
     ensure_wrk()
@@ -340,13 +364,17 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="load-"))
     redis = RedisServer(port=free_port(), workdir=workdir)
     results: dict[str, dict[str, list[Run]]] = {}
+    servers = ["gunicorn"] if args.server == "gunicorn" else ["gunicorn", "uvicorn"]
     try:
         for config in args.configs.split(","):
             url = ""
             if config == "redis":
                 redis.start()
                 url = redis.url
-            results[config] = measure(config, url, workdir, args.seconds, args.rounds)
+            for server in servers:
+                results[f"{config}/{server}"] = measure(
+                    config, url, workdir, args.seconds, args.rounds, server
+                )
     finally:
         redis.stop()
         if not localdb.status().running:

@@ -204,6 +204,10 @@ def server_conf() -> str:
             f"pg.net.bind.to={host}:{p['pg']}",
             f"line.tcp.net.bind.to={host}:{p['ilp']}",
             "line.udp.enabled=false",
+            # Line protocol (the demo's price feed) writes only into the tables the seed made:
+            # a line for a missing table is refused, never a table made with other columns.
+            "line.auto.create.new.tables=false",
+            "line.auto.create.new.columns=false",
             f"pg.user={settings.QUESTDB_USER}",
             f"pg.password={settings.QUESTDB_PASSWORD}",
             "pg.readonly.user.enabled=false",

@@ -153,7 +153,7 @@ DATABASES = {
             # prepared, pipelined executemany (no pgbouncer in front of QuestDB).
             "server_side_binding": True,
             "prepare_threshold": 5,
-            # The connect budget is enforced by the guard (questdash.db.guard), to the
+            # The connect budget is enforced by the guard (resilience.db.guard), to the
             # millisecond; psycopg's own connect_timeout (2 s at least) is only a backstop.
             "options": f"-c statement_timeout={int(QUERY_TIMEOUT * 1000)}",
         },

@@ -69,6 +69,20 @@ def _echo(text: str) -> str:
 @never_cache
 def section_api(request: HttpRequest, name: str) -> HttpResponse:
     """GET /api/dashboard/<section>/: the page's own rule (staff, view_dashboard); no redirects."""
+    if (refused := refusal(request)) is not None:
+        return refused
+    if name not in LOADERS:
+        return error_response(
+            request, 404, f"Unknown section {_echo(name)!r}.", sections=sorted(LOADERS)
+        )
+    return envelope_response(section(name).get())
+
+
+def refusal(request: HttpRequest) -> HttpResponse | None:
+    """Why a dashboard read is refused (405, 401, 403: no redirects), or None to serve it.
+
+    The rule of the dashboard's JSON: /api/dashboard/<section>/ and the page's live/.
+    """
     if request.method not in SAFE_METHODS:
         response = error_response(request, 405, f"{request.method} is not allowed: use GET.")
         response["Allow"] = ", ".join(SAFE_METHODS)
@@ -84,11 +98,7 @@ def section_api(request: HttpRequest, name: str) -> HttpResponse:
             request, 403, "This account lacks the questdash.view_dashboard permission: "
             "ask an administrator for it."
         )  # fmt: skip
-    if name not in LOADERS:
-        return error_response(
-            request, 404, f"Unknown section {_echo(name)!r}.", sections=sorted(LOADERS)
-        )
-    return envelope_response(section(name).get())
+    return None
 
 
 def may_view_dashboard(request: HttpRequest) -> bool:

@@ -9,7 +9,7 @@ The public API, importable from here::
 from .breaker import BreakerSnapshot, CircuitBreaker, Outcome, Probe, State, Transition
 from .clock import Clock, FakeClock, SystemClock, Timebase
 from .conf import BreakerConfig
-from .deadline import Deadline, current_deadline, current_timeouts, remaining_budget
+from .deadline import Deadline, current_deadline, current_timeouts, remaining_budget, timeout
 from .errors import (
     CircuitOpenError,
     DeadlineExceeded,
@@ -68,5 +68,6 @@ __all__ = [
     "reset_registry",
     "scrub",
     "shared_cache",
+    "timeout",
     "was_attempted",
 ]

@@ -178,6 +178,44 @@ def problems_in(config: Mapping[str, Any], user: Mapping[str, Any]) -> list[Prob
     return problems
 
 
+def database_problems(
+    config: Mapping[str, Any], databases: Mapping[str, Any] | None = None
+) -> list[Problem]:
+    """READ_REPLICAS and PRIMARY_DATABASE name aliases of DATABASES; each replica is guarded
+    (or its breaker never sees a failure, and reads never move)."""
+    from django.conf import settings
+
+    replicas, primary = config.get("READ_REPLICAS"), config.get("PRIMARY_DATABASE")
+    if not isinstance(replicas, list | tuple) or not isinstance(primary, str) or not replicas:
+        return []  # nothing to route, or a value problem reported already
+    scope = f"settings.{SETTING_NAME}"
+    if databases is None:
+        databases = getattr(settings, "DATABASES", {}) or {}
+    problems: list[Problem] = []
+    for key, alias in [("PRIMARY_DATABASE", primary), *(("READ_REPLICAS", a) for a in replicas)]:
+        if alias not in databases:
+            problems.append(("E018", f"{_where(scope, key)} names {alias!r}, which is not in "
+                             "settings.DATABASES.", f"Add DATABASES[{alias!r}] or remove it "
+                             f"from {_where(scope, key)}."))  # fmt: skip
+        elif key == "READ_REPLICAS" and not _guarded_engine(databases[alias].get("ENGINE", "")):
+            problems.append(("E018", f"DATABASES[{alias!r}] is a read replica but its ENGINE is "
+                             "not guarded: its breaker would never see a failure.",
+                             "Set its ENGINE to 'resilience.db.backends.postgresql'."))  # fmt: skip
+    return problems
+
+
+def _guarded_engine(engine: str) -> bool:
+    from django.db.utils import load_backend
+
+    from .db.guard import GuardedDatabaseMixin
+
+    try:
+        wrapper = load_backend(engine).DatabaseWrapper
+    except Exception:  # noqa: BLE001 - Django's own check reports an engine that does not load
+        return False
+    return issubclass(wrapper, GuardedDatabaseMixin)
+
+
 @checks.register("resilience")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Django system check: validate ``settings.RESILIENCE`` and the environment."""
@@ -189,7 +227,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         return [checks.Error(str(exc), id="resilience.E000")]
     user = getattr(settings, SETTING_NAME, None) or {}
     messages: list[checks.CheckMessage] = []
-    for check_id, message, hint in problems_in(config, user):
+    for check_id, message, hint in problems_in(config, user) + database_problems(config):
         level = checks.Warning if check_id.startswith("W") else checks.Error
         messages.append(level(message, hint=hint or None, id=f"resilience.{check_id}"))
     return messages

@@ -95,6 +95,10 @@ DEFAULTS: dict[str, Any] = {
     # the program, see resilience/process.py). Setting it makes the process report.
     "PROCESS_ROLE": None,
     "BREAKERS": {},  # per-breaker overrides: {"questdb": {"FAILURE_THRESHOLD": 3}}
+    # Guarded database aliases (resilience.db): the replicas ReplicaRouter reads from
+    # while their breakers let calls through, and the alias it reads from otherwise.
+    "READ_REPLICAS": (),
+    "PRIMARY_DATABASE": "default",
 }
 
 # The public contract's environment variables and how to read each.
@@ -113,6 +117,8 @@ BREAKER_KEYS = frozenset(DEFAULTS) - {
     "FLEET_REPORT_INTERVAL",
     "FLEET_PROCESS_TIMEOUT",
     "PROCESS_ROLE",
+    "READ_REPLICAS",
+    "PRIMARY_DATABASE",
 }
 
 Problem = tuple[str, str, str]  # (check id, message, hint)
@@ -198,6 +204,18 @@ RULES: list[Rule] = [
         "E017",
         lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 40),
         'None (detected) or a short name such as "web" or "celery"',
+    ),
+    Rule(
+        "READ_REPLICAS",
+        "E018",
+        lambda v: isinstance(v, list | tuple) and all(isinstance(a, str) and a for a in v),
+        'a list of database aliases, such as ["replica"]',
+    ),
+    Rule(
+        "PRIMARY_DATABASE",
+        "E018",
+        lambda v: isinstance(v, str) and bool(v),
+        'a database alias, such as "default"',
     ),
 ]
 _RULES_BY_KEY = {rule.key: rule for rule in RULES}

@@ -2,10 +2,24 @@
 
 The guard opens a ``Deadline`` and makes it current (a context variable, so
 threads and asyncio tasks each see their own). Whatever runs inside (a
-database backend, an HTTP client) asks ``remaining_budget()`` or
-``current_timeouts()`` to size its connect and statement timeouts, so the
-whole call (attempts, waits and timeouts) fits the budget. A guard nested in
-another never outlives the outer one's budget.
+database backend, an HTTP client) asks ``timeout()`` (or
+``current_timeouts()``) to size its own connect and read timeouts, so the
+whole call (attempts, waits and timeouts) fits the budget::
+
+    guarded("rates", lambda: requests.get(url, timeout=timeout(5)), breaker_name="rates")
+
+A guard nested in another never outlives the outer one's budget.
+
+What a deadline can interrupt, and what it cannot. Python cannot stop a
+thread from the outside, so in synchronous code the deadline bounds only
+what the call hands it to: a client's ``timeout=`` fed from ``timeout()``,
+the waits between retries, and the database aliases this app guards (their
+connects and statements are cut off on the client side). Code that ignores
+it runs to its end: ``guarded("slow", lambda: time.sleep(4) or "done")``
+returns "done" after 4 s against a 2 s deadline, since nothing asked the
+deadline. So pass ``timeout()`` to every client call inside a guard; a call
+with no timeout of its own belongs in async code, where ``guarded_async``
+cancels each attempt at its next ``await`` when the budget runs out.
 """
 
 from __future__ import annotations
@@ -19,6 +33,9 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import DeadlineExceeded
 
 _current: ContextVar[Deadline | None] = ContextVar("resilience_deadline", default=None)
+
+# Less budget than this left: an attempt could not succeed, so it is not made.
+MIN_ATTEMPT_BUDGET = 0.01
 
 
 class Deadline:
@@ -89,6 +106,22 @@ def remaining_budget(default: float | None = None) -> float | None:
     """Seconds left in the current guarded call (``default`` outside one)."""
     deadline = _current.get()
     return default if deadline is None else deadline.remaining()
+
+
+def timeout(cap: float | None = None, *, operation: str = "call") -> float | None:
+    """Seconds a client may wait now, for its own ``timeout=``: what is left of the
+    current guarded call's budget, cut to ``cap``; outside a guarded call, ``cap``.
+
+    With less than ``MIN_ATTEMPT_BUDGET`` left, nothing should be sent: raises
+    ``DeadlineExceeded`` (not attempted, so the breaker counts nothing).
+    """
+    deadline = _current.get()
+    if deadline is None:
+        return cap
+    seconds = deadline.cap(cap)
+    if seconds < MIN_ATTEMPT_BUDGET:
+        raise DeadlineExceeded(operation, deadline.budget)
+    return seconds
 
 
 @dataclass(frozen=True)

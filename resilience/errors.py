@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import errno
+import functools
 import math
 import re
 import socket
+import sys
 import time
 from typing import Any
 
@@ -109,9 +111,96 @@ def classify(exc: BaseException) -> Kind | None:
         return Kind.TIMEOUT
     if isinstance(exc, socket.gaierror | socket.herror | ConnectionError):
         return Kind.UNREACHABLE
+    if (kind := _classify_client(exc)) is not None:
+        return kind
     if isinstance(exc, OSError):
         return Kind.UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else None
     return _classify_driver(exc)
+
+
+# The client libraries Django projects call through, by the same rules as the database:
+# refused, reset or cut off is UNREACHABLE (retried), no answer in time is TIMEOUT
+# (counted, never retried), an answer with an error status is ANSWERED. First match
+# wins, so a subclass comes before its base. A library is looked at only once this
+# process has imported it (none is required; an error of one never imported cannot
+# exist). Their errors are not the builtin ones: requests' are OSErrors without an
+# errno, urllib3's TimeoutError and redis' ConnectionError are their own classes.
+_CLIENT_ERRORS: dict[str, tuple[tuple[str, Kind], ...]] = {
+    "requests": (
+        ("exceptions.Timeout", Kind.TIMEOUT),  # ConnectTimeout and ReadTimeout
+        ("exceptions.ConnectionError", Kind.UNREACHABLE),  # refused, reset, DNS, proxy
+        ("exceptions.ChunkedEncodingError", Kind.UNREACHABLE),  # the answer was cut off
+        ("exceptions.RetryError", Kind.ANSWERED),  # urllib3 gave up on 5xx answers
+        ("exceptions.HTTPError", Kind.ANSWERED),  # raise_for_status()
+    ),
+    "httpx": (
+        ("TimeoutException", Kind.TIMEOUT),  # connect, read, write and pool timeouts
+        ("NetworkError", Kind.UNREACHABLE),  # connect, read, write and close errors
+        ("RemoteProtocolError", Kind.UNREACHABLE),  # the server hung up mid-answer
+        ("ProxyError", Kind.UNREACHABLE),
+        ("HTTPStatusError", Kind.ANSWERED),  # raise_for_status()
+    ),
+    "urllib3": (
+        ("exceptions.NewConnectionError", Kind.UNREACHABLE),  # a ConnectTimeoutError subclass
+        ("exceptions.TimeoutError", Kind.TIMEOUT),  # ConnectTimeoutError and ReadTimeoutError
+        ("exceptions.ProtocolError", Kind.UNREACHABLE),  # reset, or cut off mid-answer
+        ("exceptions.ProxyError", Kind.UNREACHABLE),
+        ("exceptions.ResponseError", Kind.ANSWERED),  # too many error answers
+        ("exceptions.MaxRetryError", Kind.UNREACHABLE),  # unless its reason says otherwise
+    ),
+    "redis": (
+        ("exceptions.AuthenticationError", Kind.REJECTED),  # a ConnectionError subclass
+        ("exceptions.TimeoutError", Kind.TIMEOUT),
+        ("exceptions.ConnectionError", Kind.UNREACHABLE),
+        ("exceptions.ResponseError", Kind.ANSWERED),
+    ),
+    "psycopg_pool": (
+        ("PoolTimeout", Kind.TIMEOUT),  # no connection within the pool's timeout
+    ),
+}
+_client_rules: dict[str, tuple[tuple[type[BaseException], Kind], ...]] = {}
+
+
+def _rules_of(library: str, module: Any) -> tuple[tuple[type[BaseException], Kind], ...]:
+    rules = _client_rules.get(library)
+    if rules is None:
+        found = []
+        for path, kind in _CLIENT_ERRORS[library]:
+            try:
+                found.append((functools.reduce(getattr, path.split("."), module), kind))
+            except AttributeError:  # an older release without this class, or mid-import:
+                continue  # looked up again next time
+        rules = tuple(found)
+        if len(rules) == len(_CLIENT_ERRORS[library]):
+            _client_rules[library] = rules
+    return rules
+
+
+def _classify_client(exc: BaseException) -> Kind | None:
+    """A client library's error, or None when it is none of theirs."""
+    for library in _CLIENT_ERRORS:
+        module = sys.modules.get(library)
+        if module is None:
+            continue
+        for cls, kind in _rules_of(library, module):
+            if isinstance(exc, cls):
+                return _wrapped_kind(exc) or kind
+    return None
+
+
+def _wrapped_kind(exc: BaseException) -> Kind | None:
+    """What the error a client wrapped says, when it says more than the wrapper.
+
+    requests raises ``ConnectionError(MaxRetryError(reason=ReadTimeoutError))``
+    when a read timed out on a retrying adapter: a timeout, not a refusal.
+    """
+    inner = getattr(exc, "reason", None)  # urllib3's MaxRetryError
+    if not isinstance(inner, BaseException) and exc.args:
+        inner = exc.args[0]  # requests keeps urllib3's error as its first argument
+    if not isinstance(inner, BaseException) or inner is exc:
+        return None
+    kind = classify(inner)
+    return kind if kind in (Kind.TIMEOUT, Kind.ANSWERED) else None
 
 
 def _classify_driver(exc: BaseException) -> Kind | None:
@@ -125,9 +214,8 @@ def _classify_driver(exc: BaseException) -> Kind | None:
         return classify(cause) or Kind.ANSWERED
     if isinstance(exc, utils.Error):
         return Kind.ANSWERED
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is optional for the app
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:  # never imported here: none of its errors can exist
         return None
     if isinstance(exc, psycopg.errors.ConnectionTimeout):
         return Kind.TIMEOUT

@@ -194,16 +194,22 @@ def _copy(stored: Any) -> Copy | None:
     )  # fmt: skip
 
 
-def _newest_rows(mine: Copy, stored: Copy) -> Copy:
-    """Our copy, whose last answer is the newer; with the store's rows if those are newer.
+def _newest(mine: Copy | None, stored: Copy | None) -> Copy | None:
+    """The newest answer of the two, carrying the newest rows that were not empty.
 
-    An empty answer read while the cache could not be read knew nothing of rows
-    another process stored meanwhile: keep those rows, and say our answer.
+    A process that only ever saw an empty answer, or read rows while the cache
+    could not take them, holds part of the truth; the store the other part.
     """
-    if is_empty(stored.data) or (not is_empty(mine.data) and mine.cached_at >= stored.cached_at):
-        return mine
-    empty = mine.empty if mine.answered_at is not None else mine.data
-    return Copy(stored.data, stored.cached_at, answered_at=mine.last_answer_at, empty=empty)
+    copies = [copy for copy in (mine, stored) if copy is not None]
+    if not copies:
+        return None
+    answer = max(copies, key=lambda copy: copy.last_answer_at)
+    with_rows = [copy for copy in copies if not is_empty(copy.data)]
+    rows = max(with_rows, key=lambda copy: copy.cached_at) if with_rows else answer
+    if rows is answer or rows.last_answer_at == answer.last_answer_at:
+        return rows
+    empty = answer.empty if answer.answered_at is not None else answer.data
+    return Copy(rows.data, rows.cached_at, answered_at=answer.last_answer_at, empty=empty)
 
 
 def _failed_since(failure: Any, copy: Copy | None) -> bool:
@@ -354,17 +360,15 @@ class CachedFallback:
                 found = self.shared.run(lambda cache: cache.get(self.key))
         except CacheUnavailable:
             return mine, False
-        stored = _copy(found)
-        if stored is not None and mine is not None and mine.last_answer_at >= stored.last_answer_at:
-            stored = _newest_rows(mine, stored)
-        if stored is None or stored is mine:
-            # The store lost it (flushed, restarted empty), or holds what we hold, or an
-            # older one (ours is still being written behind): ours stands.
+        # The store may have lost it (flushed, restarted empty), hold what we hold, or an
+        # older one (ours is still being written behind), or newer rows, or a newer answer.
+        copy = _newest(mine, _copy(found))
+        if copy is mine:
             if held is not None:
                 held.checked_at = self.clock.monotonic()
-            return mine, True
-        self._hold(stored)
-        return stored, True
+        elif copy is not None:
+            self._hold(copy)
+        return copy, True
 
     def _hold(self, copy: Copy) -> None:
         self.shared.memo[self.name] = Held(copy, self.clock.monotonic())

@@ -23,6 +23,7 @@ retries, counts and falls back.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -103,6 +104,11 @@ class Guard:
         settings that were checked at startup.
         """
         permit = self._acquire(breaker)
+        return (permit, *self._plan_run(breaker, permit))
+
+    def _plan_run(
+        self, breaker: CircuitBreaker, permit: Permit
+    ) -> tuple[RetryRun, tuple[Any, Any]]:
         config = breaker.config
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
@@ -112,7 +118,7 @@ class Guard:
         budget = config.call_deadline if self._deadline is None else float(self._deadline)
         deadline = Deadline.within(budget, clock=clock)
         run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
-        return permit, run, _enter(deadline, _with(_guarding.get(), breaker.name))
+        return run, _enter(deadline, _with(_guarding.get(), breaker.name))
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` as this operation."""
@@ -144,23 +150,42 @@ class Guard:
         breaker = self.breaker
         if breaker.name in _guarding.get():
             return await fn(*args, **kwargs)
+        # The permit and the outcome may wait on a shared store (a paused Redis costs one
+        # socket timeout): in a thread, never on the event loop, which serves every request.
         try:
-            permit, run, tokens = self._start(breaker)
+            permit = await self._acquire_async(breaker)
         except CircuitOpenError as refused:
             if self.fallback is None:
                 raise
             return await self._fall_back_async(refused)
+        run, tokens = self._plan_run(breaker, permit)
         try:
             result = await run.call_async(functools.partial(fn, *args, **kwargs))
         except BaseException as exc:
-            failure = self._failed(breaker, permit, exc, run)
+            failure = await _off_the_loop(breaker, self._failed, breaker, permit, exc, run)
             if self.fallback is None or not isinstance(failure, GuardedCallError):
                 raise failure from exc
             return await self._fall_back_async(failure)
         finally:
             _leave(tokens)
-        breaker.record_success(permit, run.took)
+        await _off_the_loop(breaker, breaker.record_success, permit, run.took)
         return result
+
+    async def _acquire_async(self, breaker: CircuitBreaker) -> Permit:
+        if not breaker.store.shared:
+            return self._acquire(breaker)
+        taking = asyncio.ensure_future(asyncio.to_thread(self._acquire, breaker))
+        try:
+            return await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # Cancelled while the thread takes it: give back what it takes (a probe above
+            # all), in a thread too.
+            def give_back(done: asyncio.Future[Permit]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    asyncio.get_running_loop().run_in_executor(None, breaker.release, done.result())
+
+            taking.add_done_callback(give_back)
+            raise
 
     async def _fall_back_async(self, failure: GuardedCallError) -> Any:
         answer = self.fallback(failure)  # type: ignore[misc]
@@ -242,6 +267,14 @@ class Guard:
             breaker=breaker.name,
             **extra,
         )
+
+
+async def _off_the_loop(breaker: CircuitBreaker, fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` in a thread when the breaker's state is shared (its store may do I/O);
+    here when it is in this process (a thread would cost more than the call)."""
+    if breaker.store.shared:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 @functools.lru_cache(maxsize=64)

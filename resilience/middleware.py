@@ -15,9 +15,12 @@ X-Circuit-Breaker header (others learn nothing of the site's dependencies).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
@@ -46,14 +49,32 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 class BreakerMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    """Sync and async capable: under ASGI it stays on the event loop, and whatever may wait
+    on the shared store (each breaker's state for the header) runs in a thread."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
         # The header too is read within the request's budget (a store look).
         with request_scope(get_config()["REQUEST_DEADLINE"]):
             response = self.get_response(request)
             if is_staff(getattr(request, "user", None)) and (header := breaker_header()):
+                response[HEADER] = header
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        with request_scope(get_config()["REQUEST_DEADLINE"]):
+            response = await self.get_response(request)
+            user = await request.auser() if hasattr(request, "auser") else None
+            if is_staff(user) and (header := await asyncio.to_thread(breaker_header)):
                 response[HEADER] = header
         return response
 

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying
 from .breaker import Probe
 from .clock import SYSTEM_CLOCK, Clock
 from .conf import DEFAULTS
-from .deadline import Deadline
+from .deadline import MIN_ATTEMPT_BUDGET, Deadline
 from .errors import DeadlineExceeded, is_retryable
 from .logs import Summary, failure_data
 from .signals import retry_attempted
@@ -39,8 +39,6 @@ logger = logging.getLogger("resilience.retry")
 
 R = TypeVar("R")
 
-# An attempt needs at least this much budget to be worth starting.
-MIN_ATTEMPT_BUDGET = 0.01
 # A flapping dependency makes many calls retry alike: one line per operation, error type
 # and minute, each retry at DEBUG (and counted in the metrics' retry attempts).
 _summary = Summary(logger)
@@ -84,6 +82,7 @@ class RetryRun:
         self.is_probe = isinstance(permit, Probe)
         self.attempts = 0
         self.took: float | None = None  # seconds the call took, attempts and waits included
+        self.on_loop = False  # set by call_async
         self.out_of_time = False
         self.last_error: BaseException | None = None
 
@@ -96,7 +95,15 @@ class RetryRun:
             return False
         if self.is_probe:
             return False
-        return self.breaker is None or self.breaker.state is State.CLOSED
+        return self._closed()
+
+    def _closed(self) -> bool:
+        """Whether the breaker is still closed. On the event loop, as this process last saw it:
+        a fresh look may wait on the shared store, and the loop serves every request."""
+        breaker = self.breaker
+        if breaker is None:
+            return True
+        return (breaker.record.state if self.on_loop else breaker.state) is State.CLOSED
 
     def wait(self, state: RetryCallState) -> float:
         return min(self.policy.wait_before(state.attempt_number + 1), self.deadline.remaining())
@@ -142,7 +149,7 @@ class RetryRun:
     def start_attempt(self) -> None:
         if self.attempts:
             # Checked again after the wait: the breaker may have opened meanwhile.
-            if self.breaker is not None and self.breaker.state is not State.CLOSED:
+            if not self._closed():
                 raise self.last_error or DeadlineExceeded(self.operation, self.deadline.budget)
             if self.deadline.expired():
                 raise DeadlineExceeded(self.operation, self.deadline.budget, attempts=self.attempts)
@@ -200,6 +207,7 @@ class RetryRun:
     async def call_async(self, fn: Callable[[], Awaitable[R]], *, clock: Clock | None = None) -> R:
         """The async twin; each attempt is also cut off when the budget runs out."""
         deadline, operation = self.deadline, self.operation
+        self.on_loop = True
 
         async def attempt() -> R:
             self.start_attempt()

@@ -172,7 +172,8 @@ class SharedCache:
         return result
 
     def _timed(self, seconds: float) -> None:
-        self.latency += _SMOOTHING * (seconds - self.latency)
+        if self.clock is SYSTEM_CLOCK:  # a simulation's round trips take no real time
+            self.latency += _SMOOTHING * (seconds - self.latency)
 
     def _in_helper(
         self,

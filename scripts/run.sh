@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local demo from nothing: packages, QuestDB with demo data, the Django
-# database, a demo staff login, then web + Celery worker + beat (Ctrl-C stops all).
+# database, a demo staff login, then web + Celery worker + beat + the demo price feed
+# (Ctrl-C stops all).
 # Needs only Python 3.11+ and Java 17+: SQLite, a database cache and an
 # embedded Celery broker stand in for PostgreSQL and Redis.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

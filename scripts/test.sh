@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from nothing: Python packages, Debian's redis-server,
-# faketime, chromium and chromium-driver, and Toxiproxy are installed here; QuestDB
+# faketime, chromium and chromium-driver, Toxiproxy and axe-core (npm) are installed here; QuestDB
 # (fetched from Maven Central), Redis, Toxiproxy, Celery, gunicorn and a headless
 # chromium are started and stopped by the tests' fixtures.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,6 +21,15 @@ ensure_redis() {
     $SUDO service redis-server stop >/dev/null 2>&1 || true
 }
 
+# The guarded PostgreSQL alias's tests run their own clusters (initdb, pg_ctl).
+ensure_postgresql() {
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return
+    log "Installing postgresql (Debian)"
+    apt_install postgresql
+    # The tests start their own clusters; the packaged one is not needed.
+    $SUDO service postgresql stop >/dev/null 2>&1 || true
+}
+
 # A host whose clock is ten minutes off, for the shared breaker's tests (issue 9).
 ensure_faketime() {
     command -v faketime >/dev/null && return
@@ -35,6 +44,19 @@ ensure_chromium() {
     apt_install chromium chromium-driver
 }
 
+# axe-core, the accessibility engine the real-browser tests inject into each page (issue 18),
+# from the npm registry into the git-ignored var/npm; pinned here, checked by the tests.
+AXE_CORE_VERSION=4.14.1
+ensure_axe() {
+    command -v npm >/dev/null || apt_install npm
+    local installed=var/npm/node_modules/axe-core/package.json
+    if [ -f "$installed" ] && grep -q "\"version\": \"$AXE_CORE_VERSION\"" "$installed"; then return; fi
+    log "Installing axe-core $AXE_CORE_VERSION (npm)"
+    mkdir -p var/npm
+    npm install --prefix var/npm --no-save --no-audit --no-fund --no-package-lock \
+        "axe-core@$AXE_CORE_VERSION" >/dev/null
+}
+
 ensure_toxiproxy() {
     export TOXIPROXY_SERVER="$PWD/var/bin/toxiproxy-server"
     [ -x "$TOXIPROXY_SERVER" ] && return
@@ -46,9 +68,11 @@ ensure_toxiproxy() {
 
 ensure_venv
 ensure_redis
+ensure_postgresql
 ensure_faketime
 ensure_chromium
 ensure_toxiproxy
+ensure_axe
 log "Linting"
 "$VENV/bin/ruff" check .
 log "Running the tests"

@@ -7,6 +7,9 @@ Real services, started and stopped by the helpers, never stubs:
 - ``redis_server``: Debian's redis-server on a free port, stopped, restarted, paused;
 - ``questdb``: the real QuestDB, run by questdash's own ``manage.py questdb`` commands;
 - ``toxiproxy``: a real Toxiproxy server and its proxies (network faults);
+- ``postgres``: Debian's PostgreSQL, a cluster of our own (initdb, pg_ctl), stopped,
+  paused; guarded aliases to it and reads through the replica router;
+- ``tcp_servers``: a server that hangs and one that resets, each in its own process;
 - ``fleet``: the questdash site on gunicorn with several workers, staff clients, the hangs;
 - ``redis_worker``: real processes, each with breakers on one shared Redis store;
 - ``simulated``: a fleet of simulated processes on one faulty cache, for model tests.

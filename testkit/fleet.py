@@ -60,7 +60,8 @@ def worker_pid_middleware(get_response: Callable) -> Callable:
 
 @dataclass
 class Fleet:
-    """gunicorn serving the site on a free port: ``workers`` processes, Redis shared.
+    """gunicorn (or uvicorn: ``server``) serving the site on a free port: ``workers``
+    processes, Redis shared.
 
     ``settings`` is the Django settings module: tests.fleet_settings is the
     product's own settings with the test ports (the default timeouts, not the
@@ -76,6 +77,7 @@ class Fleet:
     settings: str = "tests.fleet_settings"
     extra_env: dict[str, str] = field(default_factory=dict)
     prefix: list[str] = field(default_factory=list)
+    server: str = "gunicorn"  # or "uvicorn"
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
     password: str = field(default="", repr=False)
@@ -88,7 +90,7 @@ class Fleet:
 
     @property
     def log(self) -> Path:
-        return self.workdir / "gunicorn.log"
+        return self.workdir / f"{self.server}.log"
 
     def env(self) -> dict[str, str]:
         env = {
@@ -136,10 +138,7 @@ class Fleet:
         self.port = free_port()
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [*self.prefix, str(Path(sys.executable).parent / "gunicorn"),
-                 "questdash.wsgi:application",
-                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-                 "--timeout", "30"],
+                [*self.prefix, *self.command()],
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
@@ -157,6 +156,19 @@ class Fleet:
                 continue
             if answer.status == 200 and answer.pid:
                 pids.add(answer.pid)
+
+    def command(self) -> list[str]:
+        """gunicorn (WSGI, gunicorn.conf.py's threaded workers) or uvicorn (ASGI)."""
+        bindir = Path(sys.executable).parent
+        if self.server == "uvicorn":
+            # uvicorn's own lines are plain text: only its warnings and errors are kept.
+            return [str(bindir / "uvicorn"), "questdash.asgi:application",
+                    "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", str(self.workers), "--lifespan", "off",
+                    "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        return [str(bindir / "gunicorn"), "questdash.wsgi:application",
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--timeout", "30"]  # fmt: skip
 
     def stop(self) -> None:
         """The whole process group: under a prefix (faketime) gunicorn is a child, not us."""
@@ -225,6 +237,38 @@ class CeleryWorker:
     def stop(self) -> None:
         if self.process is not None:
             terminate(self.process, 20)  # warm shutdown: the worker and its beat
+            self.process = None
+
+
+@dataclass
+class PriceFeedProcess:
+    """`manage.py price_feed` beside a ``Fleet``, as `make run` runs it (the Procfile's feed)."""
+
+    site: Fleet
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> Path:
+        return self.site.workdir / "price_feed.log"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "manage.py", "price_feed"], cwd=ROOT, env=self.site.env(),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> int | None:
+        """Ctrl-C's signal; its exit code (None when it had to be killed)."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            terminate(self.process, 1)
+            return None
+        finally:
             self.process = None
 
 

@@ -1,8 +1,8 @@
 """Network faults for the operations tests: a real Toxiproxy in front of the real QuestDB.
 
-The root conftest.py starts QuestDB and Redis; here Toxiproxy (once per
-session) and, per test, a proxy to QuestDB that the "questdb" alias is
-pointed at, so a test can blackhole QuestDB without touching the server.
+The root conftest.py starts QuestDB, Redis and Toxiproxy; here, per test, a
+proxy to QuestDB that the "questdb" alias is pointed at, so a test can
+blackhole QuestDB without touching the server.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.db import connections
+from django.test import Client
 
 from questdash import localdb
+from resilience.db.connect import BoundedConnection
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
 from resilience.registry import all_breakers
@@ -33,14 +35,6 @@ from testkit.toxiproxy import Proxy, Toxiproxy
 def fresh_log_summaries() -> None:
     """Each test's first failure of a kind is logged at its level, as in a new process."""
     reset_summaries()
-
-
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    server = Toxiproxy(port=free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -136,13 +130,13 @@ def questdb_via_proxy(questdb_proxy: Proxy) -> Iterator[Proxy]:
 def connect_attempts(monkeypatch) -> list[float]:
     """Counts real connection attempts to QuestDB (each still goes to the network)."""
     attempts: list[float] = []
-    real_connect = psycopg.connect
+    real_connect = BoundedConnection.connect  # what the guarded engines connect with
 
     def counting_connect(*args, **kwargs):
         attempts.append(time.monotonic())
         return real_connect(*args, **kwargs)
 
-    monkeypatch.setattr(psycopg, "connect", counting_connect)
+    monkeypatch.setattr(BoundedConnection, "connect", counting_connect)
     return attempts
 
 
@@ -159,6 +153,16 @@ def fresh_state(settings) -> Iterator[None]:
         breaker.reset()
     yield
     assert settle_probes(10), "a QuestDB health probe is still hanging"
+
+
+@pytest.fixture
+def staff(django_user_model) -> Client:
+    """A logged-in staff client with the dashboard's view permission (and nothing else)."""
+    user = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboard"))
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 @pytest.fixture

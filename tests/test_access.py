@@ -1,6 +1,6 @@
 """Who may do what, on every URL, and what each caller learns (issue 10, items 1 to 3).
 
-Five roles against the API, the dashboard page, the breaker page and its
+Five roles against the API, the dashboard page and its live/, the breaker page and its
 actions, /ht/, /ht/ready/, /ht/live/ and /metrics, on the real QuestDB.
 Anonymous callers get status codes and check names; detail (hosts, ports,
 errors, the Celery command, the breaker header) is for staff or a token.
@@ -42,6 +42,8 @@ ACTION = "/admin/resilience/circuitbreaker/questdb/force-open/"
 MATRIX = {
     ("get", "/api/dashboard/positions/"): (401, 403, 403, 200, 200),
     ("get", "/admin/questdash/dashboard/"): (302, 302, 403, 200, 200),
+    ("get", "/admin/questdash/dashboard/live/"): (401, 403, 403, 200, 200),  # the page's script
+    ("post", "/admin/questdash/dashboard/live/"): (405, 405, 405, 405, 405),
     ("get", "/admin/resilience/circuitbreaker/"): (302, 302, 403, 200, 200),
     ("post", ACTION): (302, 302, 403, 403, 302),
     ("get", "/ht/"): (200, 200, 200, 200, 200),

@@ -22,12 +22,14 @@ def reseed_default():
 
 
 def test_default_seed_prices_are_price_at_of_each_step():
+    """QuestDB computes the same prices as price_at() of each row's time (the feed's too)."""
     for symbol in ("AAPL", "EURUSD", "BTC-USD"):
-        prices = list(
-            Price.objects.filter(symbol=symbol).order_by("ts").values_list("price", flat=True)
-        )
-        assert len(prices) == seed.DEFAULT_PRICE_ROWS // len(seed.SYMBOLS)
-        assert prices == [seed.price_at(symbol, step) for step in range(1, len(prices) + 1)]
+        rows = list(Price.objects.filter(symbol=symbol).order_by("ts").values_list("ts", "price"))
+        assert len(rows) == seed.DEFAULT_PRICE_ROWS // len(seed.SYMBOLS)
+        steps = [seed.step_of(ts) for ts, _ in rows]
+        assert all(step == int(step) for step in steps)  # whole steps: 10-second boundaries
+        assert steps == [steps[0] + i for i in range(len(steps))]  # no gap
+        assert [price for _, price in rows] == [seed.price_at(symbol, int(s)) for s in steps]
 
 
 @pytest.mark.usefixtures("reseed_default")

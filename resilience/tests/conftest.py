@@ -18,6 +18,9 @@ from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
 from resilience.stores import BreakerStore, CacheStore, LocalStore
+from testkit.ports import free_port
+from testkit.postgres import PostgresServer, running_postgres
+from testkit.toxiproxy import Proxy, Toxiproxy
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +121,56 @@ def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
         else:
             with pytest.raises(ConnectionRefusedError):
                 breaker.call(fail())
+
+
+# --- a real PostgreSQL: a primary and a replica, and guarded aliases to them -----------------
+
+PG_ALIASES = ("pg_primary", "pg_replica")
+
+
+def _cluster(source: str) -> Iterator[PostgresServer]:
+    """A cluster whose database ``app`` has the breaker model's table, with one row that
+    says which server answered (``source``)."""
+    with running_postgres() as server:
+        server.execute("CREATE DATABASE app")
+        server.execute(
+            "CREATE TABLE resilience_circuitbreaker (name varchar(100) PRIMARY KEY);"
+            f"INSERT INTO resilience_circuitbreaker VALUES ('{source}')",
+            "app",
+        )
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_primary() -> Iterator[PostgresServer]:
+    yield from _cluster("primary")
+
+
+@pytest.fixture(scope="session")
+def pg_replica() -> Iterator[PostgresServer]:
+    yield from _cluster("replica")
+
+
+@pytest.fixture
+def replica_proxy(toxiproxy: Toxiproxy, pg_replica: PostgresServer) -> Iterator[Proxy]:
+    proxy = toxiproxy.proxy("pg_replica", free_port(), f"127.0.0.1:{pg_replica.port}")
+    yield proxy
+    proxy.delete()
+
+
+@pytest.fixture
+def replica_settings(settings) -> Any:
+    """The router on, reads to pg_replica, small budgets; the breakers in this process."""
+    settings.DATABASE_ROUTERS = ["resilience.db.router.ReplicaRouter"]
+    settings.RESILIENCE = {
+        "STORE": "resilience.stores.LocalStore",
+        "READ_REPLICAS": ["pg_replica"],
+        "PRIMARY_DATABASE": "pg_primary",
+        "CONNECT_TIMEOUT": 0.5,
+        "QUERY_TIMEOUT": 0.5,
+        "CALL_DEADLINE": 1.0,
+        "REQUEST_DEADLINE": 2.5,
+        "RETRY_WAITS": (0.01,),
+        "RECOVERY_TIMEOUT": 1.0,
+    }
+    return settings

@@ -350,3 +350,32 @@ def test_while_the_breaker_refuses_a_process_looks_for_a_newer_copy_every_rechec
         assert cache.reads > reads
     finally:
         breaker.reset()
+
+
+def test_an_empty_answer_never_stores_older_rows_or_none_over_the_fleets():
+    """Process A's only answer was empty, read while the cache was away; the fleet's copy
+    has rows. A's next empty answer keeps the fleet's rows (and says the answer is newer);
+    and when the fleet has newer rows than A holds, A never stores its older ones."""
+    cache = GlitchyCache()
+    clock = FakeClock()
+    fleet = query(cache, lambda: [{"id": 1}], clock=clock)
+    fleet.get()
+    lonely = query(cache, list, clock=clock)
+    cache.failures = 1  # A's look at the copy times out: it holds only its empty answer
+    assert lonely.refresh().data == []
+    cache.cache.delete(LOCK_PREFIX + "positions")  # its unlock went the way of the cache
+    clock.advance(1)
+    assert lonely.refresh().data == []  # the cache is back: A merges, never stores []
+    stored = cache.cache.get("resilience:lastgood:positions")
+    assert stored["data"] == [{"id": 1}] and stored["empty"] == []
+    assert stored["answered_at"].timestamp() == clock.time()
+
+    answers = iter([[{"id": 3}], []])
+    older = query(cache, lambda: next(answers), clock=clock)
+    older.get()  # holds id 3
+    clock.advance(1)
+    fleet.loader = lambda: [{"id": 4}]
+    fleet.refresh()  # the fleet's copy: id 4, newer rows than `older` holds
+    clock.advance(1)
+    assert older.refresh().data == []
+    assert cache.cache.get("resilience:lastgood:positions")["data"] == [{"id": 4}]

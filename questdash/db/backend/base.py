@@ -7,14 +7,16 @@ does not have. This backend skips both, stays in autocommit, never opens
 server-side cursors, and speaks QuestDB's SQL where it differs from
 PostgreSQL's (operations.py, compiler.py, functions.py).
 
-The circuit breaker is mixed in from ``questdash.db.guard``: every new
-connection and every statement passes the "questdb" guard, so no code
-reaches QuestDB around it. This file is the QuestDB dialect alone.
+The circuit breaker is mixed in from ``resilience.db.guard``, as any guarded
+alias has it: every new connection and every statement passes the "questdb"
+guard, so no code reaches QuestDB around it. This file is the QuestDB
+dialect alone.
 """
 
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgresDatabaseWrapper
 
-from ..guard import GuardedDatabaseMixin
+from resilience.db.guard import GuardedDatabaseMixin
+
 from .features import DatabaseFeatures
 from .functions import register_functions
 from .introspection import DatabaseIntrospection

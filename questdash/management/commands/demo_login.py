@@ -10,9 +10,19 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 
-DEMO_PERMISSIONS = ["view_dashboard", "view_circuitbreaker", "control_circuitbreaker"]
+# Every page the README shows: the dashboard, the breaker page (and its buttons), and
+# QuestDB's tables in the admin (read-only for everyone: viewing is all there is).
+DEMO_PERMISSIONS = [
+    ("questdash", "view_dashboard"),
+    ("resilience", "view_circuitbreaker"),
+    ("resilience", "control_circuitbreaker"),
+    ("questdash", "view_price"),
+    ("questdash", "view_position"),
+    ("questdash", "view_tradingsession"),
+]
 
 
 class Command(BaseCommand):
@@ -28,5 +38,13 @@ class Command(BaseCommand):
         user.is_active = True
         user.set_password(password)
         user.save()
-        user.user_permissions.set(Permission.objects.filter(codename__in=DEMO_PERMISSIONS))
+        wanted = Q()
+        for app_label, codename in DEMO_PERMISSIONS:
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        permissions = list(Permission.objects.filter(wanted))
+        if len(permissions) != len(DEMO_PERMISSIONS):
+            found = {(p.content_type.app_label, p.codename) for p in permissions}
+            missing = ", ".join(f"{a}.{c}" for a, c in DEMO_PERMISSIONS if (a, c) not in found)
+            raise CommandError(f"Permissions missing: {missing}. Run `manage.py migrate` first.")
+        user.user_permissions.set(permissions)
         self.stdout.write(self.style.SUCCESS(f"Demo staff login: {username} / {password}"))
