@@ -13,31 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit.ports import free_port
-from testkit.redis_server import RedisServer
-from testkit.toxiproxy import Toxiproxy
+from testkit import fixtures
 
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), workdir=tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_url(redis_server: RedisServer) -> str:
-    return redis_server.url
-
-
-@pytest.fixture(scope="session")
-def toxiproxy() -> Iterator[Toxiproxy]:
-    """A real Toxiproxy, once per session, for the network faults of any suite."""
-    server = Toxiproxy(port=free_port())
-    server.start()
-    yield server
-    server.stop()
+redis_server = fixtures.redis_server  # the session's Redis and Toxiproxy, shared by both suites
+redis_url = fixtures.redis_url
+toxiproxy = fixtures.toxiproxy
 
 
 @pytest.fixture(scope="session")

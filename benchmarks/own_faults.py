@@ -1,4 +1,4 @@
-"""What staff wait for when our own parts are slow or locked, QuestDB healthy (printed).
+"""What staff wait for when our own parts are slow or locked, QuestDB healthy: printed only.
 
 Two layouts, each on a fresh gunicorn (one worker, the product's settings):
 

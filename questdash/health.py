@@ -38,12 +38,11 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import connections
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.views import View
 from health_check import Database, HealthCheck
-from health_check.exceptions import ServiceUnavailable, ServiceWarning
-from health_check.views import MediaType
+from health_check.exceptions import ServiceUnavailable
 
 from resilience import metricsdir
 from resilience.disclosure import may_see_detail
@@ -154,38 +153,7 @@ def process_checks() -> list:
     return [(Database, {"alias": "default"}), (CacheRoundTrip, {"alias": "default"})]
 
 
-FORMATS = ("json", "text", "atom", "rss", "openmetrics")
-
-
-def malformed(request: HttpRequest) -> str | None:
-    """What is wrong with a health request's ``format`` or ``Accept``, or None."""
-    fmt = request.GET.get("format")
-    if fmt is not None and fmt not in FORMATS:
-        return f"Unknown format: use ?format= one of {', '.join(FORMATS)}, or none for HTML."
-    try:
-        list(MediaType.parse_header(request.headers.get("Accept") or "*/*"))
-    except ValueError:
-        return "Malformed Accept header: send media types such as application/json or text/plain."
-    return None
-
-
-class SiteHealthView(DisclosingHealthCheckView):
-    """django-health-check's view: detail for staff and token holders, 400s, 503 on failure."""
-
-    async def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if problem := malformed(request):
-            return JsonResponse({"error": problem}, status=400)
-        response = await super().get(request, *args, **kwargs)
-        if response.status_code == 406:  # the library says so in text/plain
-            return JsonResponse({"error": response.content.decode()}, status=406)
-        if response.status_code == 500:  # the library's "a check failed": not a server error
-            # A warning (metrics dropped) is said, but fails nothing: serving goes on.
-            warned = all(isinstance(r.error, ServiceWarning) for r in self.results if r.error)
-            response.status_code = 200 if warned else 503
-        return response
-
-
-class MonitoringView(SiteHealthView):
+class MonitoringView(DisclosingHealthCheckView):
     """/ht/: every check; 503 when one fails. ``?format=json`` or ``text`` as the library gives."""
 
     @property
@@ -193,7 +161,7 @@ class MonitoringView(SiteHealthView):
         return full_checks()
 
 
-class ReadinessView(SiteHealthView):
+class ReadinessView(DisclosingHealthCheckView):
     """/ht/ready/: this process can serve (its database and cache); QuestDB and the beat aside."""
 
     @property

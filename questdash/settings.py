@@ -202,6 +202,8 @@ RESILIENCE = {
     "STORE": "resilience.stores.CacheStore",
     # Named here so every process has it from the start: header, admin page, metrics.
     "BREAKERS": {"questdb": {}},
+    # The dashboard's API answers JSON, whatever a client's Accept header says.
+    "JSON_PATHS": ("/api/",),
 }
 
 # Celery (questdash/celery.py): Redis when REDIS_URL is set, else kombu's

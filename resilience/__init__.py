@@ -6,6 +6,8 @@ The public API, importable from here::
     from resilience import get_breaker, guarded, CircuitOpenError, OperationFailed
 """
 
+__version__ = "0.2.0"  # the distribution's version (pyproject.toml reads it; see CHANGELOG.md)
+
 from .breaker import BreakerSnapshot, CircuitBreaker, Outcome, Probe, State, Transition
 from .clock import Clock, FakeClock, SystemClock, Timebase
 from .conf import BreakerConfig

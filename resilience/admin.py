@@ -4,12 +4,13 @@ Whichever process answers, the page shows the same thing: the state and
 history from the shared store (read afresh for the page), and the figures
 every process published there (resilience/fleet/). Reset, force open and
 force closed are POST with CSRF, need the `resilience.control_circuitbreaker`
-permission, name the operator in the shared history, and go to the admin log.
+permission, name the operator in the shared history, and are read back from
+the store (resilience/control.py): only a decision that landed goes to the
+admin log; one that did not is an error on the page.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from django.contrib import admin, messages
@@ -21,24 +22,14 @@ from django.urls import path, reverse
 from . import fleet
 from .breaker import BreakerSnapshot, CircuitBreaker, Transition
 from .breaker.snapshot import transitions
+from .control import ACTIONS, MAX_REASON, apply_action, clean_reason, known_breakers
 from .models import CircuitBreaker as CircuitBreakerModel
 from .process import identity
-from .registry import all_breakers, get_breaker
+from .registry import get_breaker
 from .timeline import Timeline, state_timeline
 
-ACTIONS = {
-    "reset": ("reset", "Reset: closed, counts cleared"),
-    "force-open": ("force_open", "Forced open: every call fails fast"),
-    "force-closed": ("force_closed", "Forced closed: every call passes, failures ignored"),
-}
 REFRESH_SECONDS = 5
 TIMELINE_RECORDS = 200  # decisions read for the hour's timeline
-MAX_REASON = 200
-
-
-def clean_reason(text: str | None) -> str:
-    """An operator's reason as it goes into the shared history: one short line."""
-    return re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f]", " ", text or "")).strip()[:MAX_REASON]
 
 
 @dataclass(frozen=True)
@@ -156,7 +147,7 @@ class CircuitBreakerAdmin(PageAdmin):
 
     def page_context(self, request: HttpRequest) -> dict:
         return {
-            "cards": [breaker_card(b) for b in all_breakers()],
+            "cards": [breaker_card(b) for b in known_breakers()],
             "actions": [(slug, label) for slug, (_, label) in ACTIONS.items()],
             "can_control": self.has_control_permission(request),
             "refresh_seconds": REFRESH_SECONDS,
@@ -170,32 +161,17 @@ class CircuitBreakerAdmin(PageAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_control_permission(request):
             raise PermissionDenied
-        if action not in ACTIONS or name not in {b.name for b in all_breakers()}:
+        if action not in ACTIONS or name not in {b.name for b in known_breakers()}:
             raise Http404(f"No breaker {name!r} or action {action!r}.")
-        message = apply_action(
+        result = apply_action(
             get_breaker(name),
             action,
             actor=f"operator {request.user.get_username()}",
             reason=clean_reason(request.POST.get("reason")),
         )
-        self.log_change(request, CircuitBreakerModel(name=name), f"{name}: {message}")
-        messages.success(request, f"Breaker {name}: {message}")
+        if result.landed:  # the admin log holds decisions that happened, nothing else
+            self.log_change(request, CircuitBreakerModel(name=name), f"{name}: {result.message}")
+            messages.success(request, f"Breaker {name}: {result.message}")
+        else:
+            messages.error(request, f"Breaker {name}: {result.message}")
         return HttpResponseRedirect(reverse("admin:resilience_circuitbreaker_changelist"))
-
-
-def apply_action(breaker: CircuitBreaker, action: str, *, actor: str, reason: str = "") -> str:
-    """Reset, force open or force close ``breaker`` as ``actor``; the admin log's message.
-
-    Shared by the admin page and ``manage.py breaker``, so both say the same.
-    """
-    method, label = ACTIONS[action]
-    before = breaker.public_state
-    act = getattr(breaker, method)
-    if reason:  # the history says who in its own column
-        act(f"{label.split(':')[0].lower()}: {reason}", actor=actor)
-    else:
-        act(actor=actor)
-    message = f"{label} (was {before}, now {breaker.public_state})."
-    if reason:
-        message += f" Reason: {reason}"
-    return message

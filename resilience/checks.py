@@ -231,3 +231,44 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         level = checks.Warning if check_id.startswith("W") else checks.Error
         messages.append(level(message, hint=hint or None, id=f"resilience.{check_id}"))
     return messages
+
+
+def _parts_in_use(settings: Any) -> dict[str, str]:
+    """Extra name -> the setting that uses it, read from what the settings name."""
+    used: dict[str, str] = {}
+    for setting in ("INSTALLED_APPS", "MIDDLEWARE"):
+        for path in getattr(settings, setting, None) or ():
+            path = str(path)
+            if path.startswith(("resilience.health", "health_check")):
+                used.setdefault("health", f"settings.{setting} lists {path!r}")
+            elif path.startswith("resilience.metrics"):
+                used.setdefault("metrics", f"settings.{setting} lists {path!r}")
+    for alias, cache in (getattr(settings, "CACHES", None) or {}).items():
+        backend = str(cache.get("BACKEND", ""))
+        if "redis" in backend.lower():
+            used.setdefault("redis", f"settings.CACHES[{alias!r}] is {backend}")
+    celery = sorted(name for name in dir(settings) if name.startswith("CELERY_"))
+    if celery:
+        used.setdefault("celery", f"settings.{celery[0]} is set (a Celery project)")
+    return used
+
+
+@checks.register("resilience")
+def check_optional_parts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A part the settings use whose library is missing: name the extra that installs it."""
+    from django.conf import settings
+
+    from .optional import EXTRAS
+
+    messages: list[checks.CheckMessage] = []
+    for name, why in _parts_in_use(settings).items():
+        extra = EXTRAS[name]
+        if not extra.installed:
+            messages.append(
+                checks.Error(
+                    f"{why}, which needs {extra.package} ({extra.used_for}); it is not installed.",
+                    hint=f"Install it with the extra: {extra.install}",
+                    id="resilience.E020",
+                )
+            )
+    return messages

@@ -94,6 +94,9 @@ DEFAULTS: dict[str, Any] = {
     # "web", "celery"...: how the history and the page name this process (None: from
     # the program, see resilience/process.py). Setting it makes the process report.
     "PROCESS_ROLE": None,
+    # Path prefixes whose degraded answers are JSON whatever the Accept header
+    # says, such as ("/api/",); elsewhere the Accept header decides.
+    "JSON_PATHS": (),
     "BREAKERS": {},  # per-breaker overrides: {"questdb": {"FAILURE_THRESHOLD": 3}}
     # Guarded database aliases (resilience.db): the replicas ReplicaRouter reads from
     # while their breakers let calls through, and the alias it reads from otherwise.
@@ -117,6 +120,7 @@ BREAKER_KEYS = frozenset(DEFAULTS) - {
     "FLEET_REPORT_INTERVAL",
     "FLEET_PROCESS_TIMEOUT",
     "PROCESS_ROLE",
+    "JSON_PATHS",
     "READ_REPLICAS",
     "PRIMARY_DATABASE",
 }
@@ -204,6 +208,12 @@ RULES: list[Rule] = [
         "E017",
         lambda v: v is None or (isinstance(v, str) and 0 < len(v.strip()) <= 40),
         'None (detected) or a short name such as "web" or "celery"',
+    ),
+    Rule(
+        "JSON_PATHS",
+        "E019",
+        lambda v: isinstance(v, list | tuple) and all(str(p).startswith("/") for p in v),
+        'a list of path prefixes, each starting with "/", such as ("/api/",)',
     ),
     Rule(
         "READ_REPLICAS",

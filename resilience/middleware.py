@@ -7,8 +7,11 @@ no longer, and so is every round trip to the shared cache (``RequestScope``).
 That is the outer timeout of Polly's layering: per-attempt timeouts inside
 retry inside the breaker, inside one call's deadline, inside the request's.
 
-Never Django's 500 page: the API gets the JSON envelope with status
-"error", a staff page gets a page with a banner; both 503 with Retry-After.
+Never Django's 500 page: a client that prefers JSON (its ``Accept`` header,
+or a path under ``RESILIENCE["JSON_PATHS"]``) gets the JSON envelope with
+status "error", a browser a page with a banner; both 503 with Retry-After.
+The page extends the admin's base template when ``django.contrib.admin`` is
+installed, and a plain page of the app's own otherwise.
 Every response to a staff session says each breaker's state in the
 X-Circuit-Breaker header (others learn nothing of the site's dependencies).
 """
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.apps import apps
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
@@ -43,9 +47,18 @@ def breaker_header() -> str:
 
 
 def wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.headers.get(
-        "Accept", ""
-    )
+    """JSON under a configured path prefix, or when the client prefers it to HTML (Accept)."""
+    if request.path.startswith(tuple(get_config()["JSON_PATHS"])):
+        return True
+    preferred = request.get_preferred_type(["text/html", "application/json"])
+    return preferred == "application/json"
+
+
+def base_template() -> str:
+    """The admin's look where the admin is installed; the app's own plain page elsewhere."""
+    if apps.is_installed("django.contrib.admin"):
+        return "admin/base_site.html"
+    return "resilience/base.html"
 
 
 class BreakerMiddleware:
@@ -93,7 +106,12 @@ class BreakerMiddleware:
             response = TemplateResponse(
                 request,
                 "resilience/degraded.html",
-                {"reason": reason, "breakers": breakers, "title": "Service degraded"},
+                {
+                    "reason": reason,
+                    "breakers": breakers,
+                    "title": "Service degraded",
+                    "base_template": base_template(),
+                },
                 status=503,
             )
         response["Retry-After"] = str(

@@ -33,6 +33,13 @@ def _store_for(path: str, options: dict[str, Any]) -> BreakerStore:
     return store
 
 
+def default_store() -> BreakerStore:
+    """The store of a breaker that ``BREAKERS`` does not configure (the settings' ``STORE``)."""
+    config = get_config()
+    with _lock:
+        return _store_for(config["STORE"], dict(config["STORE_OPTIONS"]))
+
+
 def get_breaker(name: str) -> CircuitBreaker:
     """This process's breaker ``name``, configured by ``RESILIENCE`` and ``BREAKERS[name]``."""
     breaker = _breakers.get(name)
@@ -53,12 +60,11 @@ def get_breaker(name: str) -> CircuitBreaker:
 
 
 def _report(breaker: CircuitBreaker) -> None:
-    """Web and Celery processes publish their figures to the fleet (resilience/fleet/)."""
+    """Count its calls for the fleet from the start; a process that serves publishes them
+    (resilience/fleet/reporter.py)."""
     from . import fleet
-    from .process import reports_to_fleet
 
-    if reports_to_fleet():
-        fleet.watch(breaker)
+    fleet.watch(breaker)
 
 
 def all_breakers() -> list[CircuitBreaker]:

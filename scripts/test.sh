@@ -75,5 +75,19 @@ ensure_toxiproxy
 ensure_axe
 log "Linting"
 "$VENV/bin/ruff" check .
-log "Running the tests"
-exec "$VENV/bin/pytest" "$@"
+
+# Two runs: the project's suite (tests/, questdash's settings) and the app's own
+# (resilience/tests, on resilience/tests/settings.py through its pytest.ini, no questdash).
+# With test paths among the arguments, one run on those paths.
+paths=0
+for arg in "$@"; do
+    case "$arg" in -*) ;; *) paths=1 ;; esac
+done
+if [ "$paths" = 1 ]; then
+    log "Running the tests"
+    exec "$VENV/bin/pytest" "$@"
+fi
+log "Running the project's tests"
+"$VENV/bin/pytest" "$@"
+log "Running the app's own tests (resilience/tests/settings.py, Django $("$VENV/bin/python" -m django --version))"
+exec "$VENV/bin/pytest" resilience/tests "$@"

@@ -70,6 +70,7 @@ from .history import (
     recent_probes,
     state_bands,
 )
+from .names import reported_names
 from .reporter import Reporter, reporter, watch
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "longest_open",
     "quantile",
     "recent_probes",
+    "reported_names",
     "reporter",
     "state_bands",
     "watch",

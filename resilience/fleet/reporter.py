@@ -1,4 +1,13 @@
-"""The reporter: one thread per web or Celery process that publishes its figures."""
+"""The reporter: one thread per process that serves (or runs Celery) that publishes its figures.
+
+Every breaker's calls are counted from the breaker's first use, in any
+process. The thread that publishes them to the shared store starts in a
+process whose program says it serves (gunicorn, uWSGI, runserver, Celery...,
+or ``RESILIENCE["PROCESS_ROLE"]``), and in any other one at its first
+request (Django's ``request_started``), whatever server runs it: a
+wsgiref or waitress script, mod_wsgi, granian. Django's test client does
+not count as serving.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import logging
 import math
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..logs import log_failure
 from .channel import HEARTBEAT, MINUTE, Channel
@@ -28,6 +37,8 @@ class Reporter:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.interval = 0.0
+        self.wanted = 0.0  # the interval to publish at, once this process serves
+        self.serving = False
         self._last_warning = -math.inf
 
     def channel(self, store: BreakerStore) -> Channel:
@@ -90,12 +101,22 @@ class Reporter:
         log_failure(logger, "resilience.fleet.report_failed", exc,
                     operation="report fleet figures", level=logging.WARNING)  # fmt: skip
 
+    def serve(self) -> None:
+        """This process answers requests: publish what it counts from now on."""
+        if self.serving:
+            return
+        self.serving = True
+        if self.wanted > 0 and self._channels:
+            self.interval = self.wanted
+            self._start()
+
     def forget(self) -> None:
         """Stop reporting and forget every channel (settings changed; a test's clean slate)."""
         self._stop.set()
         with self._lock:
             self._channels.clear()
             self._thread = None
+        self.serving = False
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -115,18 +136,31 @@ def reporter() -> Reporter:
 
 
 def watch(breaker: CircuitBreaker, *, interval: float | None = None) -> None:
-    """Report ``breaker`` to the fleet (``interval`` defaults to ``FLEET_REPORT_INTERVAL``).
+    """Count ``breaker``'s calls for the fleet from now on, and publish them every
+    ``interval`` seconds (``FLEET_REPORT_INTERVAL``) once this process serves; an
+    explicit ``interval`` publishes from now on.
 
     An idle process still writes every third of ``FLEET_PROCESS_TIMEOUT``, so
     that it stays on the page's list of live processes.
     """
     from ..conf import get_config
+    from ..process import reports_to_fleet
 
     config = get_config()
+    explicit = interval is not None
     if interval is None:
         interval = float(config["FLEET_REPORT_INTERVAL"])
     heartbeat = max(interval, float(config["FLEET_PROCESS_TIMEOUT"]) / 3)
-    _reporter.watch(breaker, interval=interval, heartbeat=heartbeat)
+    _reporter.wanted = interval
+    publish = explicit or _reporter.serving or reports_to_fleet()
+    _reporter.watch(breaker, interval=interval if publish else 0.0, heartbeat=heartbeat)
+
+
+def request_started(sender: Any, **kwargs: Any) -> None:
+    """Django's ``request_started``: a process that serves publishes its figures."""
+    if _reporter.serving or getattr(sender, "__module__", "") == "django.test.client":
+        return
+    _reporter.serve()
 
 
 os.register_at_fork(after_in_child=lambda: _reporter.after_fork())

@@ -29,6 +29,13 @@ The package: ``messages`` (how a failure reads), ``breakers``, ``cache``
 (bounded calls) and ``redaction`` (who sees what).
 """
 
+from ..optional import missing
+
+try:
+    import health_check  # noqa: F401 - the library this part needs
+except ModuleNotFoundError as exc:
+    raise missing("health", "resilience.health") from exc
+
 from .ages import HEARTBEAT_PREFIX, FallbackFreshness, Heartbeat, last_heartbeat, record_heartbeat
 from .breakers import BreakerState, describe_breaker
 from .cache import CacheRoundTrip, redis_check

@@ -42,6 +42,10 @@ class BreakerState(HealthCheck):
 
     name: str | None = None
 
+    def __repr__(self) -> str:
+        """``BreakerState(name='payments')``, or ``BreakerState(all breakers)``."""
+        return f"BreakerState(name={self.name!r})" if self.name else "BreakerState(all breakers)"
+
     def run(self) -> None:
         breakers = [get_breaker(self.name)] if self.name else list(all_breakers())
         problems = [describe_breaker(b) for b in breakers if str(b.public_state) != "closed"]

@@ -1,4 +1,5 @@
-"""Who sees a failure's detail: staff and token holders; everyone else names and statuses."""
+"""The app's health view: who sees a failure's detail (staff and token holders; everyone
+else each check's name and status), 503 when a check fails, 400 for a malformed request."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from health_check import HealthCheck
 from health_check.base import HealthCheckResult
-from health_check.exceptions import HealthCheckException
-from health_check.views import HealthCheckView
+from health_check.exceptions import HealthCheckException, ServiceWarning
+from health_check.views import HealthCheckView, MediaType
 
 from ..disclosure import amay_see_detail
 
@@ -58,18 +59,46 @@ class Redacted(HealthCheck):
         return {"check": labels["check"]} | {k: labels[k] for k in PUBLIC_LABELS if k in labels}
 
 
+FORMATS = ("json", "text", "atom", "rss", "openmetrics")
+
+
+def malformed(request: HttpRequest) -> str | None:
+    """What is wrong with a health request's ``format`` or ``Accept``, or None."""
+    fmt = request.GET.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        return f"Unknown format: use ?format= one of {', '.join(FORMATS)}, or none for HTML."
+    try:
+        list(MediaType.parse_header(request.headers.get("Accept") or "*/*"))
+    except ValueError:
+        return "Malformed Accept header: send media types such as application/json or text/plain."
+    return None
+
+
 class DisclosingHealthCheckView(HealthCheckView):
     """Failure detail for staff and holders of ``settings.<token_setting>``; names for the rest.
 
-    Without a request (``manage.py health_check --no-http``, a shell) it shows everything.
+    A failing check answers 503 (the library says 500, which reads as a bug in
+    the site), and one with warnings only (``ServiceWarning``) 200; a malformed
+    ``format`` or ``Accept`` a 400 that says why; an unacceptable one a 406 in
+    JSON. Without a request (``manage.py health_check --no-http``, a shell) it
+    shows everything.
     """
 
     token_setting = "HEALTH_TOKEN"
     disclose = True
 
     async def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if problem := malformed(request):
+            return JsonResponse({"error": problem}, status=400)
         self.disclose = await amay_see_detail(request, self.token_setting)
-        return await super().get(request, *args, **kwargs)
+        response = await super().get(request, *args, **kwargs)
+        if response.status_code == 406:  # the library says so in text/plain
+            return JsonResponse({"error": response.content.decode()}, status=406)
+        if response.status_code == 500:  # the library's "a check failed": not a server error
+            # A warning (metrics dropped) is said, but fails nothing: serving goes on.
+            warned = all(isinstance(r.error, ServiceWarning) for r in self.results if r.error)
+            response.status_code = 200 if warned else 503
+        return response
 
     def get_checks(self) -> Iterator[HealthCheck]:
         for check in super().get_checks():

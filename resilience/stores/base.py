@@ -198,6 +198,17 @@ class BreakerStore(ABC):
     def history(self, name: str, limit: int) -> list[Record]:
         """The latest decisions, oldest first, at most ``limit``."""
 
+    def holds(self, name: str, record: Record) -> bool:
+        """Whether ``record`` is in the store now, read afresh (an operator's read-back).
+
+        A store in this process holds what it installed.
+        """
+        return self.cell(name).rec.uid == record.uid
+
+    def withdraw(self, name: str, record: Record) -> None:  # noqa: B027 - optional hook
+        """Forget ``record`` if it is this process's decision that never reached the store,
+        so that it is not published later (an operator was told it did not land)."""
+
     def after_fork(self) -> None:  # noqa: B027 - optional hook
         """In a forked child (gunicorn, Celery prefork): fresh locks, a fresh look."""
 

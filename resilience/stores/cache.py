@@ -556,6 +556,21 @@ class CacheStore(BreakerStore):
         with self._lock:
             return self._windows.add(tag, second, delta, horizon, now)
 
+    def holds(self, name: str, record: Record) -> bool:
+        key = self._key(name, "rec", record.epoch)
+        try:
+            found = Record.from_wire(self._io(lambda c: c.get(key)))
+        except CacheUnavailable:
+            return False
+        return found is not None and found.uid == record.uid
+
+    def withdraw(self, name: str, record: Record) -> None:
+        cell = self.cell(name)
+        with self._lock:
+            if cell.dirty and cell.rec.uid == record.uid:
+                self._install(cell, cell.base, published=True)
+                cell.sync_due = -math.inf
+
     def history(self, name: str, limit: int) -> list[Record]:
         self.sync(name)
         cell = self.cell(name)

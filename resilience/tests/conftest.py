@@ -1,10 +1,16 @@
-"""Fixtures for the resilience tests: a fake clock, breakers on it, JSON log capture."""
+"""Fixtures for the app's own suite: a fake clock, breakers on it, JSON log capture, Redis.
+
+The suite runs on resilience/tests/settings.py (its pytest.ini), without
+questdash: the repository's root conftest.py is not loaded, and the session
+fails if anything imported questdash.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,9 +24,22 @@ from resilience.logs import reset_summaries
 from resilience.registry import reset_registry
 from resilience.sharedcache import reset_shared_caches
 from resilience.stores import BreakerStore, CacheStore, LocalStore
+from testkit import fixtures
 from testkit.ports import free_port
 from testkit.postgres import PostgresServer, running_postgres
 from testkit.toxiproxy import Proxy, Toxiproxy
+
+redis_server = fixtures.redis_server  # the session's Redis and Toxiproxy, shared by both suites
+redis_url = fixtures.redis_url
+toxiproxy = fixtures.toxiproxy
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_questdash() -> Iterator[None]:
+    """The app is tested as the app it is: nothing here may import the project around it."""
+    yield
+    leaked = sorted(name for name in sys.modules if name.split(".")[0] == "questdash")
+    assert not leaked, f"the app's suite imported questdash: {leaked[:5]}"
 
 
 @pytest.fixture(autouse=True)
@@ -121,6 +140,39 @@ def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
         else:
             with pytest.raises(ConnectionRefusedError):
                 breaker.call(fail())
+
+
+SOCKET_TIMEOUT = 0.3  # seconds a paused Redis costs one command of ``shared_store``'s cache
+
+
+def as_a_new_process() -> None:
+    """Forget this process's breakers and cache gates, as a process that starts now."""
+    reset_registry()
+    reset_shared_caches()
+
+
+@pytest.fixture
+def shared_store(settings, redis_server) -> Iterator[str]:
+    """Breakers shared through a Redis database of their own (short socket timeouts, a store
+    that went away tried again after 0.2 s), and the breaker "payments" named in settings."""
+    url = redis_server.fresh_database(9)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {
+                "socket_timeout": SOCKET_TIMEOUT,
+                "socket_connect_timeout": SOCKET_TIMEOUT,
+            },
+        }
+    }
+    settings.RESILIENCE = {
+        "STORE": "resilience.stores.CacheStore",
+        "STORE_OPTIONS": {"OUTAGE_RETRY_INTERVAL": 0.2},
+        "BREAKERS": {"payments": {}},
+    }
+    yield url
+    as_a_new_process()
 
 
 # --- a real PostgreSQL: a primary and a replica, and guarded aliases to them -----------------
