@@ -19,8 +19,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from questdash import localdb
-from resilience.breaker import get_breaker
 from resilience.conf import breaker_config
+from resilience.registry import get_breaker
 
 URL = "/api/dashboard/positions/"
 

@@ -68,7 +68,7 @@ SETTINGS = "benchmarks.floor.settings"
 PROBE_RECOVERY, STOP_AT, START_AT, EXTRA = 5, 2.0, 9.0, 8.0
 BUDGET = 3.0  # seconds nobody waits (README, "Time budgets")
 WARNING_LEVELS = {"WARNING", "ERROR", "CRITICAL"}
-RESET = "from resilience.breaker import get_breaker; get_breaker('questdb').reset('benchmark')"
+RESET = "from resilience.registry import get_breaker; get_breaker('questdb').reset('benchmark')"
 
 
 # --- wrk ---------------------------------------------------------------------------------

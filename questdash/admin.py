@@ -21,8 +21,8 @@ from django.urls import path
 from django.views.decorators.cache import never_cache
 
 from resilience.admin import PageAdmin
-from resilience.breaker import get_breaker
 from resilience.fallback import read_ahead
+from resilience.registry import get_breaker
 
 from . import questdb_admin  # noqa: F401 - registers QuestDB's tables, read-only
 from .chart import price_chart

@@ -45,7 +45,6 @@ from health_check import Database, HealthCheck
 from health_check.exceptions import ServiceUnavailable
 
 from resilience import metricsdir
-from resilience.breaker import get_breaker
 from resilience.disclosure import may_see_detail
 from resilience.errors import CircuitOpenError, describe
 from resilience.health import (
@@ -60,6 +59,7 @@ from resilience.health import (
     one_line,
     redis_check,
 )
+from resilience.registry import get_breaker
 
 from .db.guard import questdb_call
 from .db.router import QUESTDB_ALIAS

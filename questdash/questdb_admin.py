@@ -50,7 +50,6 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from resilience.admin import ReadOnlyAdmin
-from resilience.breaker import get_breaker
 from resilience.errors import CircuitOpenError, is_unreachable
 from resilience.fallback import (
     CIRCUIT_OPEN,
@@ -59,6 +58,7 @@ from resilience.fallback import (
     CachedFallback,
     Envelope,
 )
+from resilience.registry import get_breaker
 
 from .db.guard import questdb_call
 from .db.router import QUESTDB_ALIAS

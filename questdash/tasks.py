@@ -24,9 +24,9 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from resilience.breaker import get_breaker
 from resilience.health import record_heartbeat
 from resilience.logs import Summary, log_event
+from resilience.registry import get_breaker
 
 from .db.router import QUESTDB_ALIAS
 from .sections import LOADERS, section

@@ -18,15 +18,15 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.safestring import SafeString
 
 from . import fleet
-from .breaker import BreakerSnapshot, CircuitBreaker, Transition, get_breaker
+from .breaker import BreakerSnapshot, CircuitBreaker, Transition
 from .breaker.snapshot import transitions
 from .control import ACTIONS, MAX_REASON, apply_action, clean_reason, known_breakers
 from .models import CircuitBreaker as CircuitBreakerModel
 from .process import identity
-from .timeline import state_timeline
+from .registry import get_breaker
+from .timeline import Timeline, state_timeline
 
 REFRESH_SECONDS = 5
 TIMELINE_RECORDS = 200  # decisions read for the hour's timeline
@@ -42,7 +42,7 @@ class BreakerCard:
     probes: tuple[fleet.ProbeOutcome, ...]
     longest_open: float
     history: tuple[Transition, ...]  # newest first
-    timeline: SafeString
+    timeline: Timeline  # drawn by resilience/timeline.svg
     store_uid: str  # the store's current decision
 
     @property

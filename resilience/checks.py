@@ -18,6 +18,7 @@ from django.utils.module_loading import import_string
 from .conf import (
     BREAKER_KEYS,
     DEFAULTS,
+    RENAMED,
     SETTING_NAME,
     Problem,
     get_config,
@@ -60,8 +61,6 @@ def _import_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
         )
     if isinstance(store, type) and issubclass(store, CacheStore):
         problems += _cache_problems(config.get("STORE_OPTIONS") or {}, scope)
-    for key in ("RECORD_EXCEPTIONS", "IGNORE_EXCEPTIONS"):
-        problems += _exception_problems(config.get(key), _where(scope, key))
     return problems
 
 
@@ -129,32 +128,15 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
     return problems
 
 
-_EXCEPTION_HINT = "List dotted paths of exception classes, such as 'psycopg.errors.QueryCanceled'."
-
-
-def _exception_problems(paths: Any, where: str) -> list[Problem]:
-    if not isinstance(paths, list | tuple):
-        message = f"{where} is {paths!r}; it must be a list of import strings."
-        return [("E009", message, _EXCEPTION_HINT)]
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            kind = import_string(path)
-        except (ImportError, TypeError, ValueError) as exc:
-            message = f"{where} lists {path!r}, which cannot be imported ({exc})."
-            problems.append(("E009", message, _EXCEPTION_HINT))
-            continue
-        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-            message = f"{where} lists {path!r}, which is not an exception class."
-            problems.append(("E009", message, _EXCEPTION_HINT))
-    return problems
-
-
 def _unknown_keys(keys: Iterable[str], known: Iterable[str], scope: str) -> list[Problem]:
     known = sorted(known)
     problems: list[Problem] = []
     for key in keys:
         if key in known:
+            continue
+        if key in RENAMED:
+            message = f"{_where(scope, key)} is no longer a setting of resilience."
+            problems.append(("E018", message, f"Use {RENAMED[key]} instead."))
             continue
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(known)}."
@@ -191,7 +173,7 @@ def problems_in(config: Mapping[str, Any], user: Mapping[str, Any]) -> list[Prob
         merged = {**config, **overrides}
         problems += _unknown_keys(overrides, BREAKER_KEYS, where)
         problems += _value_problems(merged, where)
-        if {"STORE", "STORE_OPTIONS", "RECORD_EXCEPTIONS", "IGNORE_EXCEPTIONS"} & set(overrides):
+        if {"STORE", "STORE_OPTIONS"} & set(overrides):
             problems += _import_problems(merged, where)
     return problems
 

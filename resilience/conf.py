@@ -21,7 +21,7 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -29,28 +29,39 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import predicates
+
 SETTING_NAME = "RESILIENCE"
 
 DEFAULTS: dict[str, Any] = {
-    # State machine (the story's configuration is the default).
-    "FAILURE_THRESHOLD": 5,  # consecutive failures that open the breaker
+    # What opens the breaker: three rules, each of which can be turned off (None).
+    # 1. FAILURE_THRESHOLD consecutive failures, fleet-wide (the story's rule).
+    "FAILURE_THRESHOLD": 5,
     # Consecutive timeouts that open it: a timed-out call cost someone the whole
-    # wait, so it weighs more (Resilience4j's slow calls, Envoy's gateway timeouts).
+    # wait, so it weighs more (Envoy's consecutive gateway timeouts).
     "TIMEOUT_THRESHOLD": 2,
+    # 2. and 3. Over the last WINDOW seconds, across every process sharing the
+    # store, once MINIMUM_CALLS calls were made: FAILURE_RATE percent of them
+    # failed, or SLOW_CALL_RATE percent took SLOW_CALL_DURATION seconds or more
+    # (Resilience4j's time-based window, minimumNumberOfCalls and slow calls).
+    "FAILURE_RATE": None,  # percent, 0 < x <= 100
+    "SLOW_CALL_RATE": None,  # percent, 0 < x <= 100
+    "SLOW_CALL_DURATION": 1.0,  # seconds
+    "WINDOW": 10,  # whole seconds
+    "MINIMUM_CALLS": 20,
+    # Open, then half-open: HALF_OPEN_MAX_CALLS probes per recovery window across
+    # all processes; SUCCESS_THRESHOLD of them succeeding closes it, any failure
+    # opens it again.
     "RECOVERY_TIMEOUT": 30.0,  # seconds open before a probe is let through
-    "HALF_OPEN_MAX_CALLS": 1,  # probes per recovery window, across all processes
-    # Optional failure-rate rule over the last SLIDING_WINDOW_SIZE calls of this
-    # process (as Resilience4j's count-based window); None disables it.
-    "FAILURE_RATE_THRESHOLD": None,  # percent, 0 < x <= 100
-    "SLIDING_WINDOW_SIZE": 20,
-    "MINIMUM_CALLS": 10,
+    "HALF_OPEN_MAX_CALLS": 1,
+    "SUCCESS_THRESHOLD": 1,
     # Open-duration backoff after repeated failed probes: 30, 60, 120 ... capped.
     "OPEN_BACKOFF_MULTIPLIER": 1.0,  # 1.0 means no backoff
     "MAX_RECOVERY_TIMEOUT": 300.0,
-    # Exceptions that count (besides connection errors) or never count, as
-    # import strings.
-    "RECORD_EXCEPTIONS": (),
-    "IGNORE_EXCEPTIONS": (),
+    # What counts besides connection errors and timeouts, and what never counts:
+    # exception classes, callables or import strings of either (predicates.py).
+    "RECORD": (),
+    "IGNORE": (),
     # Where state lives.
     "STORE": "resilience.stores.LocalStore",
     "STORE_OPTIONS": {
@@ -134,11 +145,21 @@ class Rule:
     must_be: str
 
 
+def _percent_or_none(value: Any) -> bool:
+    return value is None or (number(value) and 0 < value <= 100)
+
+
 RULES: list[Rule] = [
-    Rule("FAILURE_THRESHOLD", "E001", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule(
+        "FAILURE_THRESHOLD",
+        "E001",
+        lambda v: v is None or (integer(v) and v >= 1),
+        "a whole number >= 1, or None (the consecutive rule off)",
+    ),
     Rule("TIMEOUT_THRESHOLD", "E001", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule("RECOVERY_TIMEOUT", "E002", lambda v: number(v) and v > 0, "a positive number of seconds"),
     Rule("HALF_OPEN_MAX_CALLS", "E003", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule("SUCCESS_THRESHOLD", "E003", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule("CONNECT_TIMEOUT", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
     Rule("QUERY_TIMEOUT", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
     Rule("CALL_DEADLINE", "E004", lambda v: number(v) and v > 0, "a positive number of seconds"),
@@ -151,18 +172,24 @@ RULES: list[Rule] = [
         "a non-empty list of seconds >= 0, such as (0.1, 0.5, 1.0)",
     ),
     Rule("RETRY_JITTER", "E006", lambda v: number(v) and v >= 0, "a number of seconds >= 0"),
+    Rule("FAILURE_RATE", "E007", _percent_or_none, "None (off) or a percentage in (0, 100]"),
+    Rule("SLOW_CALL_RATE", "E007", _percent_or_none, "None (off) or a percentage in (0, 100]"),
     Rule(
-        "FAILURE_RATE_THRESHOLD",
-        "E007",
-        lambda v: v is None or (number(v) and 0 < v <= 100),
-        "None (off) or a percentage in (0, 100]",
+        "SLOW_CALL_DURATION", "E007", lambda v: number(v) and v > 0, "a positive number of seconds"
     ),
-    Rule("SLIDING_WINDOW_SIZE", "E007", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
+    Rule(
+        "WINDOW",
+        "E007",
+        lambda v: integer(v) and 1 <= v <= 3600,
+        "a whole number of seconds from 1 to 3600",
+    ),
     Rule("MINIMUM_CALLS", "E007", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule(
         "OPEN_BACKOFF_MULTIPLIER", "E008", lambda v: number(v) and v >= 1, "a number >= 1 (1: off)"
     ),
     Rule("MAX_RECOVERY_TIMEOUT", "E008", lambda v: number(v) and v > 0, "a positive number"),
+    Rule("RECORD", "E009", predicates.valid, predicates.MUST_BE),
+    Rule("IGNORE", "E009", predicates.valid, predicates.MUST_BE),
     Rule("HISTORY_SIZE", "E013", lambda v: integer(v) and v >= 1, "a whole number >= 1"),
     Rule(
         "FLEET_REPORT_INTERVAL",
@@ -222,10 +249,12 @@ def value_problems(config: Mapping[str, Any], scope: str) -> list[Problem]:
             continue
         value = config[rule.key]
         if not rule.test(value):
+            found = predicates.problems(value) if rule.check_id == "E009" else []
+            said = "; ".join(found) if found else f"{value!r}"
             problems.append(
                 (
                     rule.check_id,
-                    f"{where(scope, rule.key)} is {value!r}; it must be {rule.must_be}.",
+                    f"{where(scope, rule.key)} is {said}; it must be {rule.must_be}.",
                     f"Set {where(scope, rule.key)}{env_hint(rule.key)} to {rule.must_be}; "
                     f"the default is {DEFAULTS[rule.key]!r}.",
                 )
@@ -240,14 +269,38 @@ def _combination_problems(config: Mapping[str, Any], scope: str) -> list[Problem
         return value if rule is None or rule.test(value) else None
 
     problems: list[Problem] = []
-    window, minimum = get("SLIDING_WINDOW_SIZE"), get("MINIMUM_CALLS")
-    if window is not None and minimum is not None and minimum > window:
+    rules = ("FAILURE_THRESHOLD", "FAILURE_RATE", "SLOW_CALL_RATE")
+    if all(key in config and config[key] is None for key in rules):
         problems.append(
             (
-                "E007",
-                f"{where(scope, 'MINIMUM_CALLS')} ({minimum}) is larger than "
-                f"SLIDING_WINDOW_SIZE ({window}), so the failure-rate rule can never fire.",
-                "Make MINIMUM_CALLS at most SLIDING_WINDOW_SIZE.",
+                "W006",
+                f"{where(scope, 'FAILURE_THRESHOLD')}, FAILURE_RATE and SLOW_CALL_RATE are all "
+                "None: nothing opens the breaker (an operator still can).",
+                "Set at least one of them, or leave FAILURE_THRESHOLD at its default (5).",
+            )
+        )
+    probes, successes = get("HALF_OPEN_MAX_CALLS"), get("SUCCESS_THRESHOLD")
+    if probes is not None and successes is not None and successes > probes:
+        windows = math.ceil(successes / probes)
+        problems.append(
+            (
+                "W007",
+                f"{where(scope, 'SUCCESS_THRESHOLD')} ({successes}) is more than "
+                f"HALF_OPEN_MAX_CALLS ({probes}): closing takes {windows} recovery windows of "
+                "probes.",
+                "Make HALF_OPEN_MAX_CALLS at least SUCCESS_THRESHOLD to close in one window.",
+            )
+        )
+    slow, deadline = get("SLOW_CALL_DURATION"), get("CALL_DEADLINE")
+    slow_rule = get("SLOW_CALL_RATE") is not None
+    if slow_rule and slow is not None and deadline is not None and slow >= deadline:
+        problems.append(
+            (
+                "W008",
+                f"{where(scope, 'SLOW_CALL_DURATION')} ({slow:g} s) is not less than "
+                f"CALL_DEADLINE ({deadline:g} s): a guarded call times out before it can "
+                "count as slow.",
+                "Make SLOW_CALL_DURATION shorter than CALL_DEADLINE.",
             )
         )
     longest, recovery = get("MAX_RECOVERY_TIMEOUT"), get("RECOVERY_TIMEOUT")
@@ -360,20 +413,48 @@ def breaker_config(name: str) -> Mapping[str, Any]:
     return _freeze(merged)
 
 
+# Keys that were renamed or whose meaning changed: the checks say what to use instead.
+RENAMED: dict[str, str] = {
+    "FAILURE_RATE_THRESHOLD": "FAILURE_RATE (percent over the last WINDOW seconds, fleet-wide)",
+    "SLIDING_WINDOW_SIZE": "WINDOW (now whole seconds, not a count of calls)",
+    "RECORD_EXCEPTIONS": "RECORD (exception classes, callables or import strings)",
+    "IGNORE_EXCEPTIONS": "IGNORE (exception classes, callables or import strings)",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    """How one breaker behaves, validated once: what a ``CircuitBreaker`` is built from."""
+    """How one breaker and its guarded calls behave, validated once against ``RULES``.
 
-    failure_threshold: int = DEFAULTS["FAILURE_THRESHOLD"]
+    Built from settings by ``breaker_settings(name)`` (cached until they
+    change), or by hand (``CircuitBreaker(name, failure_threshold=3)``):
+    every reader takes its numbers from here, never from the settings dict.
+    """
+
+    failure_threshold: int | None = DEFAULTS["FAILURE_THRESHOLD"]
     timeout_threshold: int = DEFAULTS["TIMEOUT_THRESHOLD"]
+    failure_rate: float | None = DEFAULTS["FAILURE_RATE"]
+    slow_call_rate: float | None = DEFAULTS["SLOW_CALL_RATE"]
+    slow_call_duration: float = DEFAULTS["SLOW_CALL_DURATION"]
+    window: int = DEFAULTS["WINDOW"]
+    minimum_calls: int = DEFAULTS["MINIMUM_CALLS"]
     recovery_timeout: float = DEFAULTS["RECOVERY_TIMEOUT"]
     half_open_max_calls: int = DEFAULTS["HALF_OPEN_MAX_CALLS"]
-    failure_rate_threshold: float | None = DEFAULTS["FAILURE_RATE_THRESHOLD"]
-    sliding_window_size: int = DEFAULTS["SLIDING_WINDOW_SIZE"]
-    minimum_calls: int = DEFAULTS["MINIMUM_CALLS"]
+    success_threshold: int = DEFAULTS["SUCCESS_THRESHOLD"]
     backoff_multiplier: float = DEFAULTS["OPEN_BACKOFF_MULTIPLIER"]
     max_recovery_timeout: float | None = None  # the default, or recovery_timeout if longer
+    record: Any = DEFAULTS["RECORD"]  # entries (predicates.py): what counts besides...
+    ignore: Any = DEFAULTS["IGNORE"]  # ...connection errors and timeouts; what never counts
     history_size: int = DEFAULTS["HISTORY_SIZE"]
+    retry_attempts: int = DEFAULTS["RETRY_ATTEMPTS"]
+    retry_waits: tuple[float, ...] = DEFAULTS["RETRY_WAITS"]
+    retry_jitter: float = DEFAULTS["RETRY_JITTER"]
+    call_deadline: float = DEFAULTS["CALL_DEADLINE"]
+    # Built from the fields above, once.
+    counts: Callable[[BaseException], bool] = field(init=False, repr=False, compare=False)
+    ignores: Callable[[BaseException], bool] = field(init=False, repr=False, compare=False)
+    retry: Any = field(init=False, repr=False, compare=False)  # RetryPolicy
+    once: Any = field(init=False, repr=False, compare=False)  # the same, one attempt
 
     # field -> settings key, where the names differ
     _KEYS = MappingProxyType({"backoff_multiplier": "OPEN_BACKOFF_MULTIPLIER"})
@@ -382,14 +463,35 @@ class BreakerConfig:
         if self.max_recovery_timeout is None:
             longest = max(self.recovery_timeout, DEFAULTS["MAX_RECOVERY_TIMEOUT"])
             object.__setattr__(self, "max_recovery_timeout", longest)
-        for f in fields(self):
+        # Frozen all the way down: tuples; one exception class or callable is a list of one.
+        object.__setattr__(self, "record", predicates.entries(self.record))
+        object.__setattr__(self, "ignore", predicates.entries(self.ignore))
+        if isinstance(self.retry_waits, list):
+            object.__setattr__(self, "retry_waits", tuple(self.retry_waits))
+        for f in self._settings_fields():
             value, rule = getattr(self, f.name), _RULES_BY_KEY[self.key(f.name)]
             if not rule.test(value):
-                raise ValueError(f"{f.name} is {value!r}; it must be {rule.must_be}")
-        values = {self.key(f.name): getattr(self, f.name) for f in fields(self)}
+                detail = "; ".join(predicates.problems(value)) if rule.check_id == "E009" else ""
+                raise ValueError(f"{f.name} is {value!r}; it must be {rule.must_be}. {detail}")
+        values = {self.key(f.name): getattr(self, f.name) for f in self._settings_fields()}
         for rule_id, message, _ in _combination_problems(values, "BreakerConfig"):
             if not rule_id.startswith("W"):
                 raise ValueError(message)
+        from .errors import is_connection_error
+        from .retry import RetryPolicy
+
+        derived = {
+            "counts": predicates.build(self.record, is_connection_error),
+            "ignores": predicates.build(self.ignore),
+            "retry": RetryPolicy(self.retry_attempts, tuple(self.retry_waits), self.retry_jitter),
+        }
+        derived["once"] = derived["retry"].without_retries()
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def _settings_fields(cls) -> list[Any]:
+        return [f for f in fields(cls) if f.init]
 
     @classmethod
     def key(cls, field_name: str) -> str:
@@ -398,7 +500,11 @@ class BreakerConfig:
     @classmethod
     def from_settings(cls, config: Mapping[str, Any]) -> BreakerConfig:
         return cls(
-            **{f.name: config[cls.key(f.name)] for f in fields(cls) if cls.key(f.name) in config}
+            **{
+                f.name: config[cls.key(f.name)]
+                for f in cls._settings_fields()
+                if cls.key(f.name) in config
+            }
         )
 
     @property
@@ -406,14 +512,37 @@ class BreakerConfig:
         return float(self.max_recovery_timeout)  # type: ignore[arg-type]
 
     @property
+    def windowed(self) -> bool:
+        """Whether a rule over the last ``window`` seconds is on (calls are then tallied)."""
+        return self.failure_rate is not None or self.slow_call_rate is not None
+
+    @property
     def timeout_weight(self) -> int:
         """How many failures one timeout counts for: TIMEOUT_THRESHOLD of them open it."""
+        if self.failure_threshold is None:
+            return 1
         return max(1, math.ceil(self.failure_threshold / self.timeout_threshold))
 
     def open_duration(self, trips: int) -> float:
         """How long the breaker stays open after its ``trips``-th open in a row (backoff)."""
         grown = self.recovery_timeout * self.backoff_multiplier ** max(0, trips - 1)
         return min(grown, self.longest_open)
+
+
+_built: dict[str, tuple[Mapping[str, Any], BreakerConfig]] = {}
+
+
+def breaker_settings(name: str) -> BreakerConfig:
+    """Breaker ``name``'s settings, validated; built again when the settings change.
+
+    Keyed on ``get_config()``'s answer, so whoever clears that cache (a test,
+    ``override_settings``) gets fresh settings here too.
+    """
+    config = get_config()
+    built = _built.get(name)
+    if built is None or built[0] is not config:
+        built = _built[name] = (config, BreakerConfig.from_settings(breaker_config(name)))
+    return built[1]
 
 
 @receiver(setting_changed)

@@ -18,8 +18,9 @@ import logging
 import re
 from dataclasses import dataclass
 
-from .breaker import CircuitBreaker, all_breakers, get_breaker
+from .breaker import CircuitBreaker
 from .logs import log_event
+from .registry import all_breakers, get_breaker
 
 logger = logging.getLogger("resilience.control")
 

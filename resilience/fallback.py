@@ -51,13 +51,13 @@ from typing import Any, Literal
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from .breaker import get_breaker
 from .clock import AGREEMENT, Clock
 from .conf import breaker_config
 from .deadline import current_deadline
 from .errors import CircuitOpenError, Kind, classify, describe, is_unreachable, scrub
 from .guard import guarded
 from .logs import Summary
+from .registry import get_breaker
 from .scope import current_scope
 from .sharedcache import CacheUnavailable, SharedCache, shared_cache
 from .signals import fallback_served

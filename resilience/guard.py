@@ -6,27 +6,33 @@
     @Guard("get_latest_prices")
     def latest_prices(): ...
 
-A guarded call takes one permit from the breaker and reports one outcome,
-however many attempts the retry policy made. It raises ``CircuitOpenError``
-when the breaker refuses, ``DeadlineExceeded`` when the budget ran out,
-and ``OperationFailed`` ("Failed to <operation>: <error>") for anything
-else, each logged once in the contract's JSON shape (traceback at DEBUG).
-A guard for a breaker already guarding this call (nested) just runs the
-function: the outer guard retries and counts.
+    @Guard("get_rates", breaker="rates-api", fallback=lambda failure: CACHED_RATES)
+    def rates(): ...
+
+A guarded call takes one permit from the breaker and reports one outcome
+(with its duration, for the slow-call rule), however many attempts the
+retry policy made. It raises ``CircuitOpenError`` when the breaker refuses,
+``DeadlineExceeded`` when the budget ran out, and ``OperationFailed``
+("Failed to <operation>: <error>") for anything else, each logged once in
+the contract's JSON shape (traceback at DEBUG). With ``fallback=``, the
+guard returns ``fallback(failure)`` instead of raising (Polly's fallback,
+outermost); a cancellation is never caught. A guard for a breaker already
+guarding this call (nested) just runs the function: the outer guard
+retries, counts and falls back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from .breaker import CircuitBreaker, Permit, decorate
 from .clock import Clock, iso_utc
-from .conf import breaker_config, get_config
 from .deadline import (
     Deadline,
     activate,
@@ -39,6 +45,8 @@ from .errors import CircuitOpenError, GuardedCallError, OperationFailed
 from .logs import Summary, log_failure
 from .registry import get_breaker
 from .retry import RetryPolicy, RetryRun
+
+Fallback = Callable[[GuardedCallError], Any]
 
 __all__ = [
     "Guard",
@@ -71,12 +79,15 @@ class Guard:
         retry: RetryPolicy | bool = True,
         deadline: float | None = None,
         clock: Clock | None = None,
+        fallback: Fallback | None = None,
     ) -> None:
+        """``fallback(failure)`` answers instead of a failure or a refusal, once it is logged."""
         self.operation = operation
         self._breaker = breaker
         self._retry = retry
         self._deadline = deadline
         self._clock = clock
+        self.fallback = fallback
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -98,13 +109,13 @@ class Guard:
     def _plan_run(
         self, breaker: CircuitBreaker, permit: Permit
     ) -> tuple[RetryRun, tuple[Any, Any]]:
-        plan = _plan(breaker.name)
+        config = breaker.config
         if isinstance(self._retry, RetryPolicy):
             policy = self._retry
         else:
-            policy = plan.retry if self._retry else plan.once
+            policy = config.retry if self._retry else config.once
         clock = self._clock or breaker.clock
-        budget = plan.deadline if self._deadline is None else float(self._deadline)
+        budget = config.call_deadline if self._deadline is None else float(self._deadline)
         deadline = Deadline.within(budget, clock=clock)
         run = RetryRun(policy, deadline, self.operation, breaker, permit, clock)
         return run, _enter(deadline, _with(_guarding.get(), breaker.name))
@@ -114,14 +125,22 @@ class Guard:
         breaker = self.breaker
         if breaker.name in _guarding.get():
             return fn(*args, **kwargs)  # nested: the outer guard retries and counts
-        permit, run, tokens = self._start(breaker)
+        try:
+            permit, run, tokens = self._start(breaker)
+        except CircuitOpenError as refused:
+            if self.fallback is None:
+                raise
+            return self.fallback(refused)
         try:
             result = run.call(functools.partial(fn, *args, **kwargs) if args or kwargs else fn)
         except BaseException as exc:
-            raise self._failed(breaker, permit, exc, run.attempts) from exc
+            failure = self._failed(breaker, permit, exc, run)
+            if self.fallback is None or not isinstance(failure, GuardedCallError):
+                raise failure from exc
+            return self.fallback(failure)
         finally:
             _leave(tokens)
-        breaker.record_success(permit)
+        breaker.record_success(permit, run.took)
         return result
 
     async def call_async(
@@ -133,16 +152,23 @@ class Guard:
             return await fn(*args, **kwargs)
         # The permit and the outcome may wait on a shared store (a paused Redis costs one
         # socket timeout): in a thread, never on the event loop, which serves every request.
-        permit = await self._acquire_async(breaker)
+        try:
+            permit = await self._acquire_async(breaker)
+        except CircuitOpenError as refused:
+            if self.fallback is None:
+                raise
+            return await self._fall_back_async(refused)
         run, tokens = self._plan_run(breaker, permit)
         try:
             result = await run.call_async(functools.partial(fn, *args, **kwargs))
         except BaseException as exc:
-            failed = await _off_the_loop(breaker, self._failed, breaker, permit, exc, run.attempts)
-            raise failed from exc
+            failure = await _off_the_loop(breaker, self._failed, breaker, permit, exc, run)
+            if self.fallback is None or not isinstance(failure, GuardedCallError):
+                raise failure from exc
+            return await self._fall_back_async(failure)
         finally:
             _leave(tokens)
-        await _off_the_loop(breaker, breaker.record_success, permit)
+        await _off_the_loop(breaker, breaker.record_success, permit, run.took)
         return result
 
     async def _acquire_async(self, breaker: CircuitBreaker) -> Permit:
@@ -161,11 +187,15 @@ class Guard:
             taking.add_done_callback(give_back)
             raise
 
+    async def _fall_back_async(self, failure: GuardedCallError) -> Any:
+        answer = self.fallback(failure)  # type: ignore[misc]
+        return await answer if inspect.isawaitable(answer) else answer
+
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a function or coroutine function."""
         return decorate(fn, self.call, self.call_async)
 
-    # --- outcomes -----------------------------------------------------------------
+    # outcomes
 
     def _event(self, breaker: CircuitBreaker) -> str:
         if self.operation.startswith(f"{breaker.name}."):
@@ -181,10 +211,11 @@ class Guard:
             raise
 
     def _failed(
-        self, breaker: CircuitBreaker, permit: Permit, exc: BaseException, attempts: int
+        self, breaker: CircuitBreaker, permit: Permit, exc: BaseException, run: RetryRun
     ) -> BaseException:
         """Report the outcome once, log it, and say what failed."""
-        breaker.record_failure(exc, permit)
+        breaker.record_failure(exc, permit, run.took)
+        attempts = run.attempts
         if not isinstance(exc, Exception):
             return exc  # cancelled or interrupted: not a failure to describe
         if isinstance(exc, GuardedCallError) and exc.operation == self.operation:
@@ -238,31 +269,6 @@ class Guard:
         )
 
 
-class _Plan(NamedTuple):
-    """What a breaker's calls are given: read from settings once, not once per call."""
-
-    settings: Mapping[str, Any]  # get_config()'s answer it was read from
-    retry: RetryPolicy
-    once: RetryPolicy  # the same without retries (each statement of the QuestDB engine)
-    deadline: float  # CALL_DEADLINE
-
-
-_plans: dict[str, _Plan] = {}
-
-
-def _plan(name: str) -> _Plan:
-    """Breaker ``name``'s plan, read again when the settings change (a new get_config())."""
-    settings = get_config()
-    plan = _plans.get(name)
-    if plan is None or plan.settings is not settings:
-        config = breaker_config(name)
-        policy = RetryPolicy.from_config(config)
-        plan = _plans[name] = _Plan(
-            settings, policy, policy.without_retries(), float(config["CALL_DEADLINE"])
-        )
-    return plan
-
-
 async def _off_the_loop(breaker: CircuitBreaker, fn: Callable[..., R], *args: Any) -> R:
     """``fn(*args)`` in a thread when the breaker's state is shared (its store may do I/O);
     here when it is in this process (a thread would cost more than the call)."""
@@ -293,9 +299,13 @@ def guarded(
     breaker_name: str,
     retry: RetryPolicy | bool = True,
     deadline: float | None = None,
+    fallback: Fallback | None = None,
 ) -> R:
     """Run ``fn()`` as one guarded call of ``operation`` on breaker ``breaker_name``."""
-    return Guard(operation, breaker=breaker_name, retry=retry, deadline=deadline).call(fn)
+    guard = Guard(
+        operation, breaker=breaker_name, retry=retry, deadline=deadline, fallback=fallback
+    )
+    return guard.call(fn)
 
 
 async def guarded_async(
@@ -305,8 +315,10 @@ async def guarded_async(
     breaker_name: str,
     retry: RetryPolicy | bool = True,
     deadline: float | None = None,
+    fallback: Fallback | None = None,
 ) -> R:
     """The async twin of ``guarded``."""
-    return await Guard(operation, breaker=breaker_name, retry=retry, deadline=deadline).call_async(
-        fn
+    guard = Guard(
+        operation, breaker=breaker_name, retry=retry, deadline=deadline, fallback=fallback
     )
+    return await guard.call_async(fn)

@@ -49,10 +49,10 @@ except ModuleNotFoundError as exc:
     raise missing("metrics", "resilience.metrics") from exc
 
 from . import metricsdir, signals
-from .breaker import all_breakers
 from .disclosure import may_see_detail
 from .fallback import read_copy
 from .logs import log_failure
+from .registry import all_breakers
 from .sharedcache import shared_cache
 from .signals import observer_failed
 
@@ -66,10 +66,13 @@ TRANSITIONS = Counter(
     " again).",
     ["breaker", "from_state", "to_state"],
 )
+# Resilience4j-micrometer's names where the idea is the same: calls by kind, the window's
+# failure_rate and slow_call_rate (see StateCollector).
 CALLS = Counter(
     "resilience_breaker_calls",
-    "Calls through a breaker by outcome: success, failure (counted against it), rejected (open).",
-    ["breaker", "outcome"],
+    "Calls through a breaker by kind: successful, failed (counted against it), ignored"
+    " (counted as nothing: IGNORE, never attempted, cancelled), not_permitted (refused).",
+    ["breaker", "kind"],
 )
 RETRIES = Counter(
     "resilience_retry_attempts",
@@ -131,6 +134,24 @@ class StateCollector:
             "When an open breaker lets its next probe through (absent when closed).",
             labels=["breaker"],
         )
+        failure_rate = GaugeMetricFamily(
+            "resilience_breaker_failure_rate",
+            "Percent of the calls of the last WINDOW seconds that failed, every process sharing"
+            " the store (-1 under MINIMUM_CALLS; absent when no window rule is on).",
+            labels=["breaker"],
+        )
+        slow_call_rate = GaugeMetricFamily(
+            "resilience_breaker_slow_call_rate",
+            "Percent of the calls of the last WINDOW seconds slower than SLOW_CALL_DURATION"
+            " (-1 under MINIMUM_CALLS; absent when no window rule is on).",
+            labels=["breaker"],
+        )
+        probes = GaugeMetricFamily(
+            "resilience_breaker_half_open_successes",
+            "Probes of the current half-open state that succeeded, towards SUCCESS_THRESHOLD"
+            " (absent unless half-open).",
+            labels=["breaker"],
+        )
         for breaker in all_breakers():
             try:
                 snap = breaker.snapshot()
@@ -143,7 +164,16 @@ class StateCollector:
             failures.add_metric([snap.name], float(snap.failure_count))
             if snap.next_probe_at is not None:
                 next_probe.add_metric([snap.name], float(snap.next_probe_at))
-        yield from (state, forced, failures, next_probe)
+            rules = (snap.failure_rate_threshold, snap.slow_call_rate_threshold)
+            if any(rule is not None for rule in rules) and snap.public_state == "closed":
+                enough = snap.window_calls >= snap.minimum_calls
+                failure_rate.add_metric([snap.name], (snap.failure_rate or 0.0) if enough else -1)
+                slow_call_rate.add_metric(
+                    [snap.name], (snap.slow_call_rate or 0.0) if enough else -1
+                )
+            if snap.public_state == "half_open":
+                probes.add_metric([snap.name], float(snap.probe_successes))
+        yield from (state, forced, failures, next_probe, failure_rate, slow_call_rate, probes)
 
         age = GaugeMetricFamily(
             "resilience_fallback_age_seconds",
@@ -211,15 +241,19 @@ def _child(metric: Any, *labels: str) -> Any:
 
 
 def _on_call_succeeded(sender: Any, name: str, **kwargs: Any) -> None:
-    _write(CALLS, name, "success")
+    _write(CALLS, name, "successful")
 
 
 def _on_call_failed(sender: Any, name: str, **kwargs: Any) -> None:
-    _write(CALLS, name, "failure")
+    _write(CALLS, name, "failed")
+
+
+def _on_call_ignored(sender: Any, name: str, **kwargs: Any) -> None:
+    _write(CALLS, name, "ignored")
 
 
 def _on_call_rejected(sender: Any, name: str, **kwargs: Any) -> None:
-    _write(CALLS, name, "rejected")
+    _write(CALLS, name, "not_permitted")
 
 
 def _on_retry(sender: Any, name: str, operation: str | None = None, **kwargs: Any) -> None:
@@ -277,6 +311,7 @@ def install(*, time_databases: Iterable[str] = ()) -> None:
     signals.call_succeeded.connect(_on_call_succeeded, dispatch_uid=f"{uid}.success")
     signals.call_failed.connect(_on_call_failed, dispatch_uid=f"{uid}.failure")
     signals.call_rejected.connect(_on_call_rejected, dispatch_uid=f"{uid}.rejected")
+    signals.call_ignored.connect(_on_call_ignored, dispatch_uid=f"{uid}.ignored")
     signals.retry_attempted.connect(_on_retry, dispatch_uid=f"{uid}.retry")
     connection_created.connect(_on_connection_created, dispatch_uid=f"{uid}.timer")
     signals.fallback_served.connect(_on_fallback_served, dispatch_uid=f"{uid}.fallback")

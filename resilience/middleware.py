@@ -28,12 +28,12 @@ from django.apps import apps
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
-from .breaker import all_breakers
 from .conf import get_config
 from .disclosure import is_staff
 from .errors import describe, is_unreachable, scrub
 from .fallback import DEFAULT_RETRY_AFTER, Envelope
 from .logs import Summary, log_failure
+from .registry import all_breakers
 from .scope import request_scope
 
 logger = logging.getLogger("resilience.middleware")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .conf import breaker_config, get_config
+from .conf import breaker_config, breaker_settings, get_config
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
@@ -52,7 +52,9 @@ def get_breaker(name: str) -> CircuitBreaker:
         if breaker is None:
             config = breaker_config(name)
             store = _store_for(config["STORE"], dict(config["STORE_OPTIONS"]))
-            breaker = _breakers[name] = CircuitBreaker.from_config(name, config, store=store)
+            breaker = _breakers[name] = CircuitBreaker(
+                name, store=store, config=breaker_settings(name)
+            )
             _report(breaker)
     return breaker
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,14 +53,6 @@ class RetryPolicy:
     jitter: float = DEFAULTS["RETRY_JITTER"]  # up to this many seconds added to each wait
     retry_on: Callable[[BaseException], bool] = is_retryable
 
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RetryPolicy:
-        return cls(
-            attempts=int(config["RETRY_ATTEMPTS"]),
-            waits=tuple(float(w) for w in config["RETRY_WAITS"]) or (0.0,),
-            jitter=float(config["RETRY_JITTER"]),
-        )
-
     def without_retries(self) -> RetryPolicy:
         return RetryPolicy(attempts=1, waits=self.waits, jitter=0.0, retry_on=self.retry_on)
 
@@ -89,6 +81,7 @@ class RetryRun:
         self.breaker = breaker
         self.is_probe = isinstance(permit, Probe)
         self.attempts = 0
+        self.took: float | None = None  # seconds the call took, attempts and waits included
         self.on_loop = False  # set by call_async
         self.out_of_time = False
         self.last_error: BaseException | None = None
@@ -247,5 +240,6 @@ class RetryRun:
         clock), so the breaker's own closed path stays a counter bump.
         A call that never started an attempt took no time worth showing.
         """
+        self.took = self.clock.monotonic() - started
         if self.breaker is not None and self.attempts:
-            self.breaker.note_latency(self.clock.monotonic() - started)
+            self.breaker.note_latency(self.took)

@@ -13,6 +13,8 @@ into a 503.
   ``CircuitOpenError``).
 - ``call_failed(name, exception)``: a call counted as a failure.
 - ``call_succeeded(name)``: a call counted as a success.
+- ``call_ignored(name, exception)``: a call that counted as nothing (IGNORE, a
+  call never attempted, a cancellation).
 - ``retry_attempted(name, operation, attempt, wait, exception)``: the retry
   policy is about to wait and try again.
 - ``fallback_served(query, status, reason, cached_at)``: a ``CachedFallback``
@@ -73,5 +75,6 @@ state_changed = Signal()
 call_rejected = Signal()
 call_failed = Signal()
 call_succeeded = Signal()
+call_ignored = Signal()
 retry_attempted = Signal()
 fallback_served = Signal()

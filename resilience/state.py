@@ -1,4 +1,4 @@
-"""The breaker's state as data: the public ``State`` and the stored ``Record``.
+"""The breaker's state as data: the public ``State``, the stored ``Record``, a second's ``Bucket``.
 
 A ``Record`` is one decision: immutable, numbered (``epoch``) and named
 (``uid``, with its ``parent``'s uid). Every transition writes the next
@@ -21,7 +21,7 @@ import enum
 import math
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 WIRE_VERSION = 2
 
@@ -205,6 +205,34 @@ class Record:
             manual_at=manual_at,
             actor=str(actor),
         )
+
+
+# One second's calls, packed into one integer so that a shared cache adds a
+# process's share with one atomic ``incr``: 21 bits each (2 million calls a second).
+BITS = 21
+MASK = (1 << BITS) - 1
+
+
+class Bucket(NamedTuple):
+    """Calls, failures and slow calls: of one second, or summed over a window."""
+
+    calls: int = 0
+    failures: int = 0
+    slow: int = 0
+
+    def packed(self) -> int:
+        return self.calls | self.failures << BITS | self.slow << 2 * BITS
+
+    @classmethod
+    def unpack(cls, value: int) -> Bucket:
+        return cls(value & MASK, value >> BITS & MASK, value >> 2 * BITS & MASK)
+
+    def __add__(self, other: object) -> Bucket:  # type: ignore[override]
+        assert isinstance(other, Bucket)
+        return Bucket(*(a + b for a, b in zip(self, other, strict=True)))
+
+    def __sub__(self, other: Bucket) -> Bucket:
+        return Bucket(*(a - b for a, b in zip(self, other, strict=True)))
 
 
 def initial_record(epoch: int = 0) -> Record:

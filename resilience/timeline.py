@@ -5,18 +5,19 @@ Closed, open and half-open are coloured bands behind the figures (as
 Hystrix's dashboard coloured a circuit green to red); the fleet's calls per
 minute are grey bars, its error rate a red line on a 0-100 % scale. Each
 band and bar says what it is on hover (``<title>``).
+
+This module does the geometry; ``resilience/timeline.svg`` draws it.
 """
 
 from __future__ import annotations
 
 import datetime
-
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from dataclasses import dataclass
 
 from .fleet import HOUR, MINUTE, Band, Minute
 
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 760, 150, 34, 34, 8, 22
+PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 BAND_COLOURS = {
     "closed": "#c8e6c9",
     "open": "#ffcdd2",
@@ -35,101 +36,101 @@ def _hhmmss(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%H:%M:%S")
 
 
-def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -> SafeString:
-    """The SVG for the hour before ``now`` (times on the store's clock)."""
+def _n(value: float) -> str:
+    return f"{value:.1f}"
+
+
+@dataclass(frozen=True)
+class Rect:
+    """One band (a state) or bar (a minute's calls): where, and what it says on hover."""
+
+    x: str
+    y: str
+    width: str
+    height: str
+    colour: str
+    title: str
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: str
+    y: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Everything the template draws, in the SVG's own units."""
+
+    bands: tuple[Rect, ...]
+    bars: tuple[Rect, ...]
+    dots: tuple[Dot, ...]
+    busiest: int  # calls in the busiest minute (the bars' scale), 0 when none
+    first: str  # the hour's first and last minute, UTC
+    last: str
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right_label: int = WIDTH - RIGHT + 3
+    end: int = WIDTH - RIGHT
+    top: int = TOP
+    top_label: int = TOP + 9
+    bottom: int = TOP + PLOT_HEIGHT
+    axis: int = HEIGHT - 6
+
+    @property
+    def points(self) -> str:
+        """The error-rate line through the dots."""
+        return " ".join(f"{dot.x},{dot.y}" for dot in self.dots)
+
+
+def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -> Timeline:
+    """The hour before ``now`` (times on the store's clock), laid out."""
     start = now - HOUR
-    plot_w = WIDTH - LEFT - RIGHT
-    plot_h = HEIGHT - TOP - BOTTOM
 
     def x(t: float) -> float:
-        return LEFT + (min(max(t, start), now) - start) / HOUR * plot_w
+        return LEFT + (min(max(t, start), now) - start) / HOUR * PLOT_WIDTH
 
-    def n(value: float) -> str:  # format_html escapes its arguments: numbers go as text
-        return f"{value:.1f}"
+    def rate_y(rate: float) -> str:
+        return _n(TOP + PLOT_HEIGHT * (1 - rate / 100))
 
-    rects = format_html_join(
-        "",
-        '<rect class="band band-{}" x="{}" y="{}" width="{}" height="{}" fill="{}">'
-        "<title>{} {} to {} UTC</title></rect>",
-        (
-            (
-                band.state,
-                n(x(band.start)),
-                TOP,
-                n(max(0.5 if band.state == "closed" else MIN_MARK, x(band.end) - x(band.start))),
-                plot_h,
-                BAND_COLOURS.get(band.state, "#eee"),
-                BAND_NAMES.get(band.state, band.state),
-                _hhmmss(band.start),
-                _hhmmss(band.end),
-            )
-            for band in bands
-        ),
+    drawn = tuple(
+        Rect(
+            x=_n(x(band.start)),
+            y=str(TOP),
+            width=_n(max(0.5 if band.state == "closed" else MIN_MARK, x(band.end) - x(band.start))),
+            height=str(PLOT_HEIGHT),
+            colour=BAND_COLOURS.get(band.state, "#eee"),
+            title=f"{BAND_NAMES.get(band.state, band.state)} {_hhmmss(band.start)} to "
+            f"{_hhmmss(band.end)} UTC",
+            state=band.state,
+        )
+        for band in bands
     )
-    busiest = max((m.calls for m in minutes), default=0) or 1
-    bar_w = plot_w / (HOUR / MINUTE)
-    bars = format_html_join(
-        "",
-        '<rect class="volume" x="{}" y="{}" width="{}" height="{}" '
-        'fill="#78909c"><title>{} UTC: {} calls, {} failed</title></rect>',
-        (
-            (
-                n(x(m.start) + 0.5),
-                n(TOP + plot_h * (1 - m.calls / busiest)),
-                n(max(0.5, bar_w - 1)),
-                n(plot_h * m.calls / busiest),
-                _hhmm(m.start),
-                m.calls,
-                m.failures,
-            )
-            for m in minutes
-            if m.calls
-        ),
+    busiest = max((m.calls for m in minutes), default=0)
+    scale = busiest or 1
+    bar_width = PLOT_WIDTH / (HOUR / MINUTE)
+    bars = tuple(
+        Rect(
+            x=_n(x(m.start) + 0.5),
+            y=_n(TOP + PLOT_HEIGHT * (1 - m.calls / scale)),
+            width=_n(max(0.5, bar_width - 1)),
+            height=_n(PLOT_HEIGHT * m.calls / scale),
+            colour="#78909c",
+            title=f"{_hhmm(m.start)} UTC: {m.calls} calls, {m.failures} failed",
+        )
+        for m in minutes
+        if m.calls
     )
-    points = " ".join(
-        f"{x(m.start + MINUTE / 2):.1f},{TOP + plot_h * (1 - m.error_rate / 100):.1f}"
+    dots = tuple(
+        Dot(
+            x=_n(x(m.start + MINUTE / 2)),
+            y=rate_y(m.error_rate),
+            title=f"{_hhmm(m.start)} UTC: {m.error_rate:.0f} % of {m.ran} calls failed",
+        )
         for m in minutes
         if m.error_rate is not None
     )
-    dots = format_html_join(
-        "",
-        '<circle class="error-rate" cx="{}" cy="{}" r="2" fill="#c62828">'
-        "<title>{} UTC: {} % of {} calls failed</title></circle>",
-        (
-            (
-                n(x(m.start + MINUTE / 2)),
-                n(TOP + plot_h * (1 - m.error_rate / 100)),
-                _hhmm(m.start),
-                f"{m.error_rate:.0f}",
-                m.ran,
-            )
-            for m in minutes
-            if m.error_rate is not None
-        ),
-    )
-    line = (
-        format_html(
-            '<polyline class="error-rate" fill="none" stroke="#c62828" stroke-width="1.5" '
-            'points="{}"><title>error rate per minute</title></polyline>{}',
-            points,
-            dots,
-        )
-        if points
-        else ""
-    )
-    return format_html(
-        '<svg class="cb-timeline" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">'
-        "{rects}{bars}{line}"
-        '<text x="{right}" y="{top_y}" font-size="10" text-anchor="start">100%</text>'
-        '<text x="{right}" y="{bottom_y}" font-size="10" text-anchor="start">0%</text>'
-        '<text x="2" y="{top_y}" font-size="10">{busiest}</text>'
-        '<text x="2" y="{bottom_y}" font-size="10">0</text>'
-        '<text x="{left}" y="{axis_y}" font-size="10">{first} UTC</text>'
-        '<text x="{end}" y="{axis_y}" font-size="10" text-anchor="end">{last} UTC</text>'
-        "</svg>",
-        w=WIDTH, h=HEIGHT, rects=rects, bars=bars, line=line,
-        label="Breaker state, calls per minute and error rate over the last hour",
-        right=WIDTH - RIGHT + 3, left=LEFT, end=WIDTH - RIGHT, top_y=TOP + 9,
-        bottom_y=TOP + plot_h, axis_y=HEIGHT - 6, busiest=busiest if busiest > 1 else "",
-        first=_hhmm(start), last=_hhmm(now),
-    )  # fmt: skip
+    return Timeline(drawn, bars, dots, busiest if busiest > 1 else 0, _hhmm(start), _hhmm(now))

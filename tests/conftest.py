@@ -22,10 +22,10 @@ from django.db import connections
 from django.test import Client
 
 from questdash import localdb
-from resilience.breaker import all_breakers
 from resilience.db.connect import BoundedConnection
 from resilience.health import settle_probes
 from resilience.logs import reset_summaries
+from resilience.registry import all_breakers
 from testkit.fleet import Fleet
 from testkit.ports import free_port
 from testkit.toxiproxy import Proxy, Toxiproxy

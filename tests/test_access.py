@@ -14,8 +14,8 @@ from django.test import Client
 
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT
-from resilience.breaker import get_breaker
 from resilience.health import record_heartbeat
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

@@ -27,8 +27,8 @@ from questdash.chart import price_chart
 from questdash.db import router
 from questdash.models import Position, Price, TradingSession
 from questdash.sections import LOADERS, section
-from resilience.breaker import get_breaker
 from resilience.fallback import KEY_PREFIX, read_copy
+from resilience.registry import get_breaker
 
 pytestmark = [
     pytest.mark.usefixtures("questdb_server", "fresh_state"),

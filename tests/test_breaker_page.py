@@ -23,8 +23,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from resilience import fleet
-from resilience.breaker import get_breaker
 from resilience.management.commands.breaker import SYSTEM_USERNAME
+from resilience.registry import get_breaker
 
 pytestmark = pytest.mark.django_db
 

@@ -23,9 +23,9 @@ from django.core.cache import cache
 from questdash.celery import app
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT, refresh_dashboard, refresh_section
-from resilience.breaker import get_breaker
 from resilience.fallback import LOCK_PREFIX
 from resilience.health import last_heartbeat
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

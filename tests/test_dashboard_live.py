@@ -20,7 +20,7 @@ from django.test import Client
 from questdash.chart import COLORS, HEIGHT, LINE_GAP, PAD, _spread
 from questdash.templatetags.dashboard import DASH, describe_age, pnl, pnl_class
 from questdash.totals import pnl_totals
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 pytestmark = [pytest.mark.usefixtures("questdb_server", "fresh_state"),
               pytest.mark.django_db(databases="__all__")]  # fmt: skip

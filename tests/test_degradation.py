@@ -22,9 +22,9 @@ from django.test import Client
 from django.urls import reverse
 
 from questdash import dashboard, localdb
-from resilience.breaker import get_breaker
 from resilience.conf import breaker_config
 from resilience.fallback import CachedFallback
+from resilience.registry import get_breaker
 from testkit.processes import pause_process
 
 from .settings import TEST_ENV

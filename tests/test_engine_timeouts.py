@@ -17,10 +17,10 @@ from django.db import connections
 
 from questdash.db.guard import questdb_call
 from questdash.sections import section
-from resilience.breaker import get_breaker
 from resilience.db.guard import ConnectTimeout, StatementTimeout
 from resilience.errors import DeadlineExceeded, OperationFailed
 from resilience.guard import guarded
+from resilience.registry import get_breaker
 
 pytestmark = [
     pytest.mark.usefixtures("questdb_server", "fresh_state"),

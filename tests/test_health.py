@@ -21,7 +21,6 @@ from health_check.exceptions import ServiceUnavailable
 from questdash.health import QuestDB, section_queries
 from questdash.sections import LOADERS, section
 from questdash.tasks import HEARTBEAT
-from resilience.breaker import get_breaker
 from resilience.fallback import KEY_PREFIX
 from resilience.health import (
     BreakerState,
@@ -31,6 +30,7 @@ from resilience.health import (
     record_heartbeat,
     redis_check,
 )
+from resilience.registry import get_breaker
 from testkit.ports import free_port
 
 from .settings import TEST_ENV

@@ -22,8 +22,8 @@ from prometheus_client import REGISTRY
 
 from questdash import localdb
 from resilience import fallback, guard
-from resilience.breaker import get_breaker
 from resilience.logs import reset_summaries
+from resilience.registry import get_breaker
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.django_db(databases="__all__")]
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from questdash.health import section_queries
 from questdash.sections import LOADERS, section
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 from testkit.ports import free_port
 
 from .settings import TEST_ENV
@@ -76,7 +76,7 @@ def test_metrics_parse_and_show_breaker_copies_and_latency():
     assert value(
         samples, "resilience_query_duration_seconds_count", database="questdb", outcome="ok"
     ) >= len(LOADERS)
-    assert value(samples, "resilience_breaker_calls_total", breaker="questdb", outcome="success")
+    assert value(samples, "resilience_breaker_calls_total", breaker="questdb", kind="successful")
 
 
 def test_figures_move_when_the_breaker_trips_and_heals(questdb_via_proxy, settings):
@@ -101,8 +101,8 @@ def test_figures_move_when_the_breaker_trips_and_heals(questdb_via_proxy, settin
 
     assert value(tripped, "resilience_breaker_state", breaker="questdb", state="open") == 1
     assert value(tripped, "resilience_breaker_state", breaker="questdb", state="closed") == 0
-    assert delta("resilience_breaker_calls_total", breaker="questdb", outcome="failure") == 2
-    assert delta("resilience_breaker_calls_total", breaker="questdb", outcome="rejected") == 2
+    assert delta("resilience_breaker_calls_total", breaker="questdb", kind="failed") == 2
+    assert delta("resilience_breaker_calls_total", breaker="questdb", kind="not_permitted") == 2
     assert (
         delta("resilience_retry_attempts_total", breaker="questdb", operation="get_positions") == 2
     )
@@ -168,7 +168,7 @@ def test_several_gunicorn_workers_add_up(tmp_path, redis_server):
             assert status == 200
             samples = parse(text)
             success = value(
-                samples, "resilience_breaker_calls_total", breaker="questdb", outcome="success"
+                samples, "resilience_breaker_calls_total", breaker="questdb", kind="successful"
             )
             latency = value(
                 samples,

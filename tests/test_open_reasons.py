@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

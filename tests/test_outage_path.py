@@ -17,8 +17,8 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from questdash.health import LIVE_FOR
-from resilience.breaker import get_breaker
 from resilience.fallback import FAILED_PREFIX, LOCK_PREFIX, RECHECK, CachedFallback
+from resilience.registry import get_breaker
 
 pytestmark = [pytest.mark.usefixtures("questdb_server"), pytest.mark.django_db(databases="__all__")]
 

@@ -21,7 +21,7 @@ from questdash import localdb, seed
 from questdash.db.backend.operations import as_utc
 from questdash.models import Price, TradingSession
 from questdash.questdb_admin import object_id, parse_object_id
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 from .settings import TEST_ENV
 

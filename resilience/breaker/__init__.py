@@ -1,10 +1,15 @@
-"""The circuit breaker: the state machine (machine.py), its counts (counts.py), what it
-reports (snapshot.py) and the ways to wrap a call in it (wrappers.py)."""
+"""The circuit breaker: the state machine (machine.py), what each state does (states.py), its
+counts (counts.py), its announcements (events.py), manual control (control.py), what it
+reports (snapshot.py) and the ways to wrap a call in it (wrappers.py).
 
-from ..registry import all_breakers, get_breaker
+``get_breaker`` lives in ``resilience.registry`` (also ``from resilience import get_breaker``):
+the registry builds breakers from settings, so the breaker does not import it.
+"""
+
 from ..state import State
-from .machine import CircuitBreaker, Outcome, Permit, Probe
+from .machine import CircuitBreaker
 from .snapshot import BreakerSnapshot, Transition
+from .states import Outcome, Permit, Probe
 from .wrappers import decorate
 
 __all__ = [
@@ -15,7 +20,5 @@ __all__ = [
     "Probe",
     "State",
     "Transition",
-    "all_breakers",
     "decorate",
-    "get_breaker",
 ]

@@ -1,4 +1,4 @@
-"""Counting calls: what the snapshot, the metrics and the failure-rate rule read.
+"""Counting calls: what the snapshot, the metrics and the window rules read.
 
 Kept apart from the state machine, as Resilience4j keeps its
 ``CircuitBreakerMetrics``: the machine decides, these only count.
@@ -9,7 +9,12 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections import deque
+from typing import TYPE_CHECKING
+
+from ..state import Bucket
+
+if TYPE_CHECKING:
+    from ..conf import BreakerConfig
 
 # Upper bounds (seconds) of the latency bins; one more bin holds everything slower.
 LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -69,7 +74,17 @@ class CallCounts:
     one counter bump and no I/O.
     """
 
-    TALLIES = ("failures", "ignored", "probes", "rejections", "retries", "successes")
+    TALLIES = (
+        "failures",
+        "ignored",
+        "probe_failures",
+        "probe_successes",
+        "probes",
+        "rejections",
+        "retries",
+        "slow",
+        "successes",
+    )
     __slots__ = (*TALLIES, "latency")
 
     def __init__(self) -> None:
@@ -78,7 +93,10 @@ class CallCounts:
         self.rejections = Tally()
         self.ignored = Tally()
         self.retries = Tally()
-        self.probes = Tally()
+        self.probes = Tally()  # probes granted; of successes and failures, these were probes:
+        self.probe_successes = Tally()
+        self.probe_failures = Tally()
+        self.slow = Tally()  # closed calls slower than SLOW_CALL_DURATION
         self.latency = Latencies()
 
     def as_dict(self) -> dict[str, int]:
@@ -90,33 +108,62 @@ class CallCounts:
         self.latency.after_fork()
 
 
-class FailureWindow:
-    """The outcomes of the last ``size`` calls of this process (Resilience4j's count window)."""
+def tallied(counts: CallCounts) -> Bucket:
+    """This process's closed calls so far (cumulative): a window's share is a difference of two.
 
-    __slots__ = ("_calls", "minimum", "threshold")
+    Probes are not the window's: their outcomes decide the half-open state.
+    """
+    failures = counts.failures.value - counts.probe_failures.value
+    successes = counts.successes.value - counts.probe_successes.value
+    return Bucket(successes + failures, failures, counts.slow.value)
 
-    def __init__(self, size: int, minimum: int, threshold: float) -> None:
-        self._calls: deque[int] = deque(maxlen=max(1, size))
-        self.minimum = max(1, minimum)
-        self.threshold = threshold
 
-    def record(self, failed: bool) -> str | None:
-        """Note one outcome; the reason to open when the rate crosses the threshold."""
-        self._calls.append(int(failed))
-        calls = len(self._calls)
-        if not failed or calls < self.minimum:
-            return None
-        rate = 100.0 * sum(self._calls) / calls
-        if rate < self.threshold:
-            return None
-        return (
-            f"failure rate {rate:.0f}% over the last {calls} calls (threshold {self.threshold:g}%)"
-        )
+class WindowTally:
+    """What one closed decision of this process has told the store's per-second buckets.
 
-    def rate(self) -> float | None:
-        if not self._calls:
-            return None
-        return round(100.0 * sum(self._calls) / len(self._calls), 1)
+    The calls themselves are only counted (``CallCounts``: one counter bump
+    each); every ``SYNC_INTERVAL`` the breaker sends the difference since the
+    last send and reads the fleet's sum of the last ``WINDOW`` seconds. So a
+    call costs no I/O and a process sends at most two writes a second.
 
-    def clear(self) -> None:
-        self._calls.clear()
+    The calls of a send are filed under the second of the send before it:
+    a call that arrives when a send is due triggers that send first, so the
+    calls counted since ended soon after the previous send (give or take one
+    interval and a slow call's own length), and an idle spell does not pull
+    old calls into the present.
+    """
+
+    __slots__ = ("fleet", "lock", "sent", "sent_at")
+
+    def __init__(self, counts: CallCounts) -> None:
+        self.sent = tallied(counts)  # calls before this decision are not its own
+        self.sent_at: float | None = None  # when (store clock) the last send was made
+        self.fleet = Bucket()  # the window's sum, every process, as last read
+        self.lock = threading.Lock()  # one send at a time
+
+    def unsent(self, counts: CallCounts) -> Bucket:
+        return tallied(counts) - self.sent
+
+    def estimate(self, counts: CallCounts) -> Bucket:
+        """The fleet's window as last read, plus what this process did since (no I/O)."""
+        return self.fleet + self.unsent(counts)
+
+
+def rate_reason(config: BreakerConfig, window: Bucket, *, fleet: bool) -> str | None:
+    """Why the window rules open the breaker on ``window``'s figures; None when they do not."""
+    calls = window.calls
+    if calls < config.minimum_calls or calls <= 0:
+        return None
+    span = f"over the last {config.window} s {'across the fleet' if fleet else 'in this process'}"
+    rules = (
+        (config.failure_rate, window.failures, "failure rate", "failed"),
+        (config.slow_call_rate, window.slow, "slow calls",
+         f"took {config.slow_call_duration:g} s or more"),
+    )  # fmt: skip
+    for threshold, counted, name, what in rules:
+        if threshold is not None and (rate := 100.0 * counted / calls) >= threshold:
+            return (
+                f"{name} {rate:.0f}% {span} ({counted} of {calls} calls {what}; "
+                f"threshold {threshold:g}%)"
+            )
+    return None

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import iso_utc
 from ..state import Record, State
+
+if TYPE_CHECKING:
+    from .machine import CircuitBreaker
+    from .states import BreakerState
 
 
 def utc(timestamp: float | None) -> datetime | None:
@@ -90,7 +94,7 @@ class BreakerSnapshot:
     state: State
     forced: bool
     failure_count: int
-    failure_threshold: int
+    failure_threshold: int | None  # None: the consecutive rule is off
     recovery_timeout: float
     half_open_max_calls: int
     opened_at: float | None
@@ -99,7 +103,7 @@ class BreakerSnapshot:
     last_error: str | None
     last_error_type: str | None
     last_failure_at: float | None
-    failure_rate: float | None  # percent over this process's window, if that rule is on
+    failure_rate: float | None  # percent of the window's calls (fleet-wide); None: no calls
     counters: Mapping[str, int]
     transitions: tuple[Transition, ...]
     store_kind: str
@@ -108,6 +112,20 @@ class BreakerSnapshot:
     reason: str = ""
     taken_at: float = field(default=0.0)
     actor: str = ""  # who made the current decision
+    # The window rules (None when off) and the window's figures, fleet-wide when shared.
+    failure_rate_threshold: float | None = None
+    slow_call_rate_threshold: float | None = None
+    slow_call_duration: float = 0.0
+    window: int = 0  # seconds
+    minimum_calls: int = 0
+    window_calls: int = 0
+    window_failures: int = 0
+    window_slow: int = 0
+    slow_call_rate: float | None = None  # percent of the window's calls
+    # Half-open: the probes of the current recovery window, and the successes so far.
+    success_threshold: int = 1
+    probes_taken: int = 0
+    probe_successes: int = 0
 
     @property
     def public_state(self) -> str:
@@ -148,4 +166,85 @@ class BreakerSnapshot:
             "store_healthy": self.store_healthy,
             "reason": self.reason,
             "actor": self.actor,
+            "window": {
+                "seconds": self.window,
+                "minimum_calls": self.minimum_calls,
+                "calls": self.window_calls,
+                "failures": self.window_failures,
+                "slow": self.window_slow,
+                "failure_rate": self.failure_rate,
+                "failure_rate_threshold": self.failure_rate_threshold,
+                "slow_call_rate": self.slow_call_rate,
+                "slow_call_rate_threshold": self.slow_call_rate_threshold,
+                "slow_call_duration": self.slow_call_duration,
+            },
+            "half_open": {
+                "max_calls": self.half_open_max_calls,
+                "success_threshold": self.success_threshold,
+                "probes_taken": self.probes_taken,
+                "probe_successes": self.probe_successes,
+            },
         }
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 1)
+
+
+def snapshot_of(breaker: CircuitBreaker, state: BreakerState, *, history: bool) -> BreakerSnapshot:
+    """Read one breaker for the page, the metrics and the health checks (see ``snapshot``)."""
+    from .states import ClosedState, OpenState
+
+    cell = breaker._cell
+    rec = cell.rec
+    now = breaker._now()
+    config = breaker.config
+    public = rec.state_at(now)
+    next_probe_at = state.next_probe_at(now) if isinstance(state, OpenState) else None
+    store = breaker.store
+    probes = successes = 0
+    if public is State.HALF_OPEN and isinstance(state, OpenState):
+        window = rec.probe_window(now)
+        probes, successes = store.probe_progress(
+            breaker.name, rec, window, config.half_open_max_calls
+        )
+    figures = state.window.estimate(breaker.counts) if isinstance(state, ClosedState) else None
+    calls, failures, slow = figures if figures is not None else (0, 0, 0)
+    records = store.history(breaker.name, config.history_size) if history else []
+    error, error_type, failed_at = breaker.last_failure
+    return BreakerSnapshot(
+        name=breaker.name,
+        state=public,
+        forced=rec.forced,
+        failure_count=cell.failures,
+        failure_threshold=config.failure_threshold,
+        recovery_timeout=config.recovery_timeout,
+        half_open_max_calls=config.half_open_max_calls,
+        opened_at=rec.opened_at,
+        next_probe_at=next_probe_at,
+        last_transition_at=rec.at,
+        last_error=error or rec.error,
+        last_error_type=error_type or rec.error_type,
+        last_failure_at=failed_at,
+        failure_rate=_percent(failures, calls),
+        counters=breaker.counts.as_dict(),
+        transitions=transitions(records, breaker.actor())[-config.history_size :],
+        store_kind=store.kind,
+        store_healthy=store.healthy,
+        epoch=rec.epoch,
+        reason=rec.reason,
+        taken_at=now,
+        actor=rec.actor,
+        failure_rate_threshold=config.failure_rate,
+        slow_call_rate_threshold=config.slow_call_rate,
+        slow_call_duration=config.slow_call_duration,
+        window=config.window,
+        minimum_calls=config.minimum_calls,
+        window_calls=calls,
+        window_failures=failures,
+        window_slow=slow,
+        slow_call_rate=_percent(slow, calls),
+        success_threshold=config.success_threshold,
+        probes_taken=probes,
+        probe_successes=successes,
+    )

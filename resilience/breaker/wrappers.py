@@ -13,14 +13,16 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ..signals import call_succeeded
+
 if TYPE_CHECKING:
     from .machine import CircuitBreaker, Permit
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Permits held by ``with breaker:`` blocks, per thread / task: (breaker, permit) pairs.
-_HELD: contextvars.ContextVar[tuple[tuple[Any, Any], ...]] = contextvars.ContextVar(
+# Permits held by ``with breaker:`` blocks, per thread / task: (breaker, permit, started).
+_HELD: contextvars.ContextVar[tuple[tuple[Any, Any, float], ...]] = contextvars.ContextVar(
     "resilience_held_permits", default=()
 )
 
@@ -55,14 +57,24 @@ class CallStyles:
         """Run ``fn`` through the breaker."""
         cell = self._cell
         permit: Permit = cell.rec
-        if not (permit.admits and cell.sync_due > self._mono()):  # the closed path, inlined
-            permit = self._admit(cell)
+        started = self._mono()
+        if not (permit.admits and cell.sync_due > started):  # the closed path, inlined
+            permit = self._admit()
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            self.record_failure(exc, permit)
+            self.record_failure(exc, permit, self._mono() - started)
             raise
-        self.record_success(permit)
+        # A success with nothing to tell: one counter bump. Anything else (failures to
+        # clear, a success due to the store, a slow call, a listener) takes the long way.
+        if permit.admits and not (
+            cell.failures or cell.alert or cell.success_due <= started or call_succeeded.receivers
+        ):
+            limit = self._slow_after
+            if limit is None or self._mono() - started < limit:
+                self._succeeded()
+                return result
+        self.record_success(permit, self._mono() - started)
         return result
 
     async def call_async(
@@ -70,12 +82,13 @@ class CallStyles:
     ) -> R:
         """Await ``fn`` through the breaker."""
         permit = self.acquire()
+        started = self._mono()
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            self.record_failure(exc, permit)
+            self.record_failure(exc, permit, self._mono() - started)
             raise
-        self.record_success(permit)
+        self.record_success(permit, self._mono() - started)
         return result
 
     def __call__(self: CircuitBreaker, fn: Callable[P, R]) -> Callable[P, R]:
@@ -86,7 +99,7 @@ class CallStyles:
 
     def __enter__(self: CircuitBreaker) -> CircuitBreaker:
         permit = self.acquire()
-        _HELD.set((*_HELD.get(), (self, permit)))
+        _HELD.set((*_HELD.get(), (self, permit, self._mono())))
         return self
 
     def __exit__(
@@ -98,15 +111,16 @@ class CallStyles:
         held = _HELD.get()
         for index in range(len(held) - 1, -1, -1):
             if held[index][0] is self:
-                permit = held[index][1]
+                _, permit, started = held[index]
                 _HELD.set(held[:index] + held[index + 1 :])
                 break
         else:
             raise RuntimeError(f"breaker {self.name!r}: __exit__ without __enter__")
+        seconds = self._mono() - started
         if exc is None:
-            self.record_success(permit)
+            self.record_success(permit, seconds)
         else:
-            self.record_failure(exc, permit)
+            self.record_failure(exc, permit, seconds)
         return False
 
     async def __aenter__(self: CircuitBreaker) -> CircuitBreaker:

@@ -7,7 +7,7 @@ from typing import Any
 
 from health_check import HealthCheck
 
-from ..breaker import all_breakers, get_breaker
+from ..registry import all_breakers, get_breaker
 from .messages import iso_or_unknown, one_line, unavailable
 
 

@@ -5,6 +5,12 @@ consecutive-failure count as this process knows it, and when the cell must
 next be refreshed. The breaker's hot path reads the cell and nothing else;
 the store is asked only when a call fails, a success is due to be told, a
 transition is due, a probe is wanted or the refresh time has come.
+
+What a store keeps, per decision (its uid):
+- the current run of consecutive failures (``add_failure``, ``note_success``);
+- the calls of each second, for the window rules (``tally``);
+- the probe permits of each recovery window, and the probes that succeeded
+  (``acquire_probe``, ``release_probe``, ``probe_succeeded``).
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..clock import Clock, Timebase
-from ..state import Record, initial_record
+from ..state import Bucket, Record, initial_record
 
 
 class Cell:
     """One breaker's state as this process sees it; read lock-free on the hot path."""
 
     __slots__ = (
+        "alert",
         "base",
         "dirty",
         "failures",
@@ -36,12 +43,18 @@ class Cell:
         "success_due",
         "sync_due",
         "syncing",
+        "total",
     )
 
-    def __init__(self, name: str, sync_due: float, success_due: float) -> None:
+    def __init__(self, name: str, sync_due: float, success_due: float, alert: bool) -> None:
         self.name = name
         self.rec: Record = initial_record()
         self.failures = 0  # consecutive failures in ``rec``'s epoch, as last counted or read
+        # Another process may have failures in the current run that this one has not seen:
+        # then every success is told at once (see CacheStore). Never so for a store in
+        # this process, which sees every failure as it is counted.
+        self.alert = alert
+        self.total: int | None = None  # failures of the decision so far, as last read
         self.sync_due = sync_due  # monotonic time of the next refresh (inf: never)
         self.success_due = success_due  # monotonic time a success must next be told (inf: never)
         self.dirty = False  # ``rec`` was decided while the shared store was away
@@ -69,9 +82,41 @@ class ProbeSlots:
     def give_back(self, name: str, epoch: int, window: int, slot: int) -> None:
         self._taken.get((name, epoch, window), set()).discard(slot)
 
+    def taken(self, name: str, epoch: int, window: int) -> int:
+        return len(self._taken.get((name, epoch, window), ()))
+
     def forget(self, name: str, epoch: int) -> None:
         for key in [key for key in self._taken if key[0] == name and key[1] <= epoch]:
             del self._taken[key]
+
+
+class Windows:
+    """Calls per second in memory, per decision: ``LocalStore``'s, and a shared store's offline."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, dict[int, Bucket]] = {}
+        self._successes: dict[str, int] = {}  # probes that succeeded, per open decision
+
+    def add(self, uid: str, second: int, delta: Bucket, horizon: int, now: int) -> Bucket:
+        """Add ``delta`` to ``second``; the sum over the ``horizon`` seconds up to ``now``."""
+        seconds = self._seconds.setdefault(uid, {})
+        first = now - horizon + 1
+        if any(delta) and second >= first:
+            seconds[second] = seconds.get(second, Bucket()) + delta
+        for old in [s for s in seconds if s < first]:
+            del seconds[old]
+        return sum((b for s, b in seconds.items() if s <= now), Bucket())
+
+    def succeeded(self, uid: str) -> int:
+        self._successes[uid] = self._successes.get(uid, 0) + 1
+        return self._successes[uid]
+
+    def successes(self, uid: str) -> int:
+        return self._successes.get(uid, 0)
+
+    def forget(self, uid: str) -> None:
+        self._seconds.pop(uid, None)
+        self._successes.pop(uid, None)
 
 
 class BreakerStore(ABC):
@@ -79,6 +124,7 @@ class BreakerStore(ABC):
 
     kind: ClassVar[str] = "base"
     shared: ClassVar[bool] = False  # whether other processes see this state
+    sync_interval: float | None = None  # seconds between looks at the shared state (None: never)
     clock: Clock
     timebase: Timebase
 
@@ -129,6 +175,21 @@ class BreakerStore(ABC):
     @abstractmethod
     def release_probe(self, name: str, rec: Record, window: int, slot: int) -> None:
         """Give a probe slot back (the probe was cancelled, or its outcome did not count)."""
+
+    @abstractmethod
+    def probe_succeeded(self, name: str, rec: Record) -> int:
+        """Count one successful probe of the open decision ``rec``; how many have, in all."""
+
+    @abstractmethod
+    def probe_progress(self, name: str, rec: Record, window: int, limit: int) -> tuple[int, int]:
+        """(probe slots taken in ``window``, probes of ``rec`` that succeeded): for the page."""
+
+    @abstractmethod
+    def tally(
+        self, name: str, rec: Record, second: int, delta: Bucket, horizon: int, now: int
+    ) -> Bucket:
+        """Add this process's ``delta`` to ``second``'s bucket of the closed decision ``rec``;
+        return the sum of the ``horizon`` seconds up to ``now``, every process's calls."""
 
     def sync(self, name: str, *, force: bool = False) -> None:  # noqa: B027 - optional hook
         """Refresh the cell from the shared state when due (or now, if forced)."""

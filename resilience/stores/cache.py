@@ -6,7 +6,10 @@ Layout, under ``<prefix>:<breaker>:``
   ``epoch``                    a hint of the newest epoch (readers walk forward from it)
   ``run:<uid>``                the current run of failures: a new token on each success told
   ``fail:<uid>:<run>``         consecutive failures in that run (``incr``, or slots; counting.py)
+  ``total:<uid>``              every failure of the decision (``incr``): has anyone failed?
+  ``win:<uid>:<second>``       the calls of one second, every process's, packed (window rules)
   ``probe:<epoch>:<uid>:<window>:<slot>``  probe permits, one ``add`` each
+  ``ok:<uid>``                 probes of an open decision that succeeded (SUCCESS_THRESHOLD)
 (counts and permits are filed under the decision's uid: epochs are reused after a flush)
 
 Who wins which race, and why:
@@ -15,11 +18,18 @@ Who wins which race, and why:
   before (``parent``), so a stale view cannot overwrite a newer state.
 - "Consecutive" across the fleet: a failure reads the current run and
   counts in it, so every failure is counted at once; a success starts a new
-  run, told to the store at most every ``success_interval`` seconds (and
-  always when this process knows of failures). So the breaker opens on
-  ``threshold`` failures with no success between them, give or take
-  ``success_interval``; a process's view of the state is at most
-  ``sync_interval`` old.
+  run. While any process has failed lately (``total`` moved since this
+  process last looked, or it failed itself), every success is told at once:
+  one ``set``, so the breaker opens on ``threshold`` failures with no success
+  between them at any rate. While nobody fails, a success is told at most
+  every ``success_interval`` seconds (no I/O on the closed path); in the
+  first ``sync_interval`` of failures after such a quiet spell, a process
+  that has not failed itself yet may tell its successes that late. A
+  process's view of the state is at most ``sync_interval`` old.
+- The window rules: each process sends the calls it made since its last
+  send into the current second's bucket (one ``incr`` of three packed
+  counts) and reads the window's buckets (one ``get_many``), every
+  ``sync_interval``: two round trips a process per interval, none per call.
 - A store that lost its history (FLUSHALL, restarted empty, a dropped
   write): epochs restart there, uids do not. A process whose decision is no
   longer in the store compares it with the store's newest: the newer
@@ -49,9 +59,9 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..conf import DEFAULTS
 from ..scope import current_scope
 from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
-from ..state import Record, initial_record, new_uid
-from .base import BreakerStore, Cell, ProbeSlots, live_stores
-from .counting import Counter, counter_for
+from ..state import Bucket, Record, initial_record, new_uid
+from .base import BreakerStore, Cell, ProbeSlots, Windows, live_stores
+from .counting import Counter, IncrCounter, counter_for
 
 T = TypeVar("T")
 
@@ -105,6 +115,7 @@ class CacheStore(BreakerStore):
         self._lock = threading.Lock()
         self._cells: dict[str, Cell] = {}
         self._probes = ProbeSlots()  # used only while the cache is away
+        self._windows = Windows()  # used only while the cache is away
         live_stores.add(self)
 
     @classmethod
@@ -156,7 +167,7 @@ class CacheStore(BreakerStore):
         if cell is None:
             with self._lock:
                 # Due at once: a new process learns the shared state on first use.
-                cell = self._cells.setdefault(name, Cell(name, -math.inf, -math.inf))
+                cell = self._cells.setdefault(name, Cell(name, -math.inf, -math.inf, alert=True))
         return cell
 
     def _cache_returned(self) -> None:
@@ -220,9 +231,12 @@ class CacheStore(BreakerStore):
         known_key = self._key(name, "rec", base.epoch)
         next_key = self._key(name, "rec", base.epoch + 1)
         run_key = self._key(name, "run", _tag(rec))
+        total_key = self._key(name, "total", _tag(rec))
         count_keys = self.counter.keys(self._key(name, "fail", _tag(rec), cell.run))
         found = self._io(
-            lambda c: c.get_many([pointer_key, known_key, next_key, run_key, *count_keys])
+            lambda c: c.get_many(
+                [pointer_key, known_key, next_key, run_key, total_key, *count_keys]
+            )
         )
         pointer = int(found.get(pointer_key) or 0)
         known = Record.from_wire(found.get(known_key))
@@ -238,6 +252,10 @@ class CacheStore(BreakerStore):
                 self._adopt(cell, head)
             else:
                 self._read_count(cell, found, run_key)
+                # Somebody failed since the last look (or, at the first, ever).
+                total = int(found.get(total_key) or 0)
+                cell.alert = total != (0 if cell.total is None else cell.total)
+                cell.total = total
             return True
         return self._settle(cell, head)
 
@@ -343,17 +361,21 @@ class CacheStore(BreakerStore):
     def _adopt(self, cell: Cell, head: Record) -> None:
         with self._lock:
             self._probes.forget(cell.name, cell.rec.epoch)
+            self._windows.forget(_tag(cell.rec))
             cell.rec = cell.base = head
             cell.dirty = False
             cell.failures = 0
             cell.run = ""
+            cell.alert, cell.total = True, None
 
     def _install(self, cell: Cell, record: Record, *, published: bool) -> None:
         """Make ``record`` this process's state (caller holds the lock)."""
         self._probes.forget(cell.name, cell.rec.epoch)
+        self._windows.forget(_tag(cell.rec))
         cell.rec = record
         cell.failures = 0
         cell.run = ""
+        cell.alert, cell.total = True, None
         cell.dirty = not published
         if published:
             cell.base = record
@@ -443,9 +465,12 @@ class CacheStore(BreakerStore):
             if latest == run:
                 break
             run, known = latest, 0  # counted in a run a success had just ended: count anew
+        total_key = self._key(name, "total", _tag(rec))
+        total = self._io(lambda c: _BUMP.add(c, total_key, self.record_ttl, 0, 1))
         with self._lock:
             if _same(cell.rec, rec):
                 cell.run, cell.failures = run, count
+                cell.alert, cell.total = True, total
         return count
 
     def _add(self, key: str, known: int, weight: int) -> int:
@@ -489,6 +514,48 @@ class CacheStore(BreakerStore):
         with self._lock:
             self._probes.give_back(name, rec.epoch, window, slot)
 
+    def probe_succeeded(self, name: str, rec: Record) -> int:
+        if not self.cell(name).dirty:
+            key = self._key(name, "ok", _tag(rec))
+            with contextlib.suppress(CacheUnavailable):
+                return self._add(key, 0, 1)
+        with self._lock:
+            return self._windows.succeeded(_tag(rec))
+
+    def probe_progress(self, name: str, rec: Record, window: int, limit: int) -> tuple[int, int]:
+        slots = [
+            self._key(name, "probe", rec.epoch, rec.uid, window, n) for n in range(1, limit + 1)
+        ]
+        ok = self._key(name, "ok", _tag(rec))
+        try:
+            found = self._io(lambda c: c.get_many([*slots, *self.counter.keys(ok)]))
+        except CacheUnavailable:
+            with self._lock:
+                taken = self._probes.taken(name, rec.epoch, window)
+                return taken, self._windows.successes(_tag(rec))
+        return sum(1 for key in slots if key in found), self.counter.read(found, ok)
+
+    def tally(
+        self, name: str, rec: Record, second: int, delta: Bucket, horizon: int, now: int
+    ) -> Bucket:
+        tag = _tag(rec)
+        if not self.cell(name).dirty:
+            buckets = [self._key(name, "win", tag, s) for s in range(now - horizon + 1, now + 1)]
+            keys = [key for bucket in buckets for key in self.counter.keys(bucket)]
+            ttl = horizon + 60
+            try:
+                if any(delta) and second > now - horizon:
+                    into, amount = self._key(name, "win", tag, second), delta.packed()
+                    self._io(lambda c: self.counter.deposit(c, into, ttl, amount))
+                found = self._io(lambda c: c.get_many(keys))
+            except CacheUnavailable:
+                pass
+            else:
+                totals = (Bucket.unpack(self.counter.total(found, b)) for b in buckets)
+                return sum(totals, Bucket())
+        with self._lock:
+            return self._windows.add(tag, second, delta, horizon, now)
+
     def holds(self, name: str, record: Record) -> bool:
         key = self._key(name, "rec", record.epoch)
         try:
@@ -519,6 +586,9 @@ class CacheStore(BreakerStore):
         if cell.dirty or not records:
             records.append(cell.rec)
         return [rec for rec in records if not rec.initial][-limit:]
+
+
+_BUMP = IncrCounter()  # "has anyone failed": an incr on every cache (a lost update still moves it)
 
 
 def _tag(rec: Record) -> str:

@@ -1,11 +1,14 @@
-"""Counting failures in a shared cache, atomically on every backend the store accepts.
+"""Counting in a shared cache, atomically on every backend the store accepts.
 
 Redis, Memcached and the local-memory cache increment atomically: ``incr``.
 Django's database cache increments by reading, then writing (8 processes
 failing 25 times each stored 99 of 200), but its ``add`` is atomic (a
 unique key). There a failure claims the next numbered slot with ``add``:
-the slot it gets is the count. The file cache has neither; the system
-check refuses it for a shared store.
+the slot it gets is the count; and a process's calls of one second (the
+window rules' buckets) go into a numbered slot of their own, summed by the
+reader (at most ``READ_LIMIT`` sends per bucket: eight processes sending
+twice a second). The file cache has neither; the system check refuses it
+for a shared store.
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ class Counter(ABC):
     def read(self, found: dict[str, Any], key: str) -> int:
         """The count under ``key`` from what ``get_many(self.keys(key))`` found."""
 
+    @abstractmethod
+    def deposit(self, cache: Any, key: str, ttl: int, amount: int) -> None:
+        """Add ``amount`` (any size: packed figures) under ``key``."""
+
+    @abstractmethod
+    def total(self, found: dict[str, Any], key: str) -> int:
+        """The sum of the amounts deposited under ``key``, from ``get_many(self.keys(key))``."""
+
 
 class IncrCounter(Counter):
     def add(self, cache: Any, key: str, ttl: int, known: int, weight: int = 1) -> int:
@@ -46,6 +57,11 @@ class IncrCounter(Counter):
 
     def read(self, found: dict[str, Any], key: str) -> int:
         return int(found.get(key) or 0)
+
+    def deposit(self, cache: Any, key: str, ttl: int, amount: int) -> None:
+        self.add(cache, key, ttl, 0, amount)
+
+    total = read
 
 
 class SlotCounter(Counter):
@@ -65,6 +81,14 @@ class SlotCounter(Counter):
         while count < READ_LIMIT and f"{key}:{count + 1}" in found:
             count += 1
         return count
+
+    def deposit(self, cache: Any, key: str, ttl: int, amount: int) -> None:
+        slot = 1
+        while not cache.add(f"{key}:{slot}", amount, ttl) and slot < READ_LIMIT:
+            slot += 1
+
+    def total(self, found: dict[str, Any], key: str) -> int:
+        return sum(int(found[f"{key}:{slot}"]) for slot in range(1, self.read(found, key) + 1))
 
 
 def increments_atomically(cache: Any) -> bool:

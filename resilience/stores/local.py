@@ -7,8 +7,8 @@ import threading
 from collections import deque
 
 from ..clock import SYSTEM_CLOCK, Clock, Timebase
-from ..state import Record
-from .base import BreakerStore, Cell, ProbeSlots, live_stores
+from ..state import Bucket, Record
+from .base import BreakerStore, Cell, ProbeSlots, Windows, live_stores
 
 HISTORY = 100  # decisions kept for ``history()``
 
@@ -25,6 +25,7 @@ class LocalStore(BreakerStore):
         self._cells: dict[str, Cell] = {}
         self._history: dict[str, deque[Record]] = {}
         self._probes = ProbeSlots()
+        self._windows = Windows()
         live_stores.add(self)
 
     def after_fork(self) -> None:
@@ -35,7 +36,7 @@ class LocalStore(BreakerStore):
         if cell is None:
             with self._lock:
                 # Never due: nothing to refresh from, and successes are seen at once.
-                cell = self._cells.setdefault(name, Cell(name, math.inf, math.inf))
+                cell = self._cells.setdefault(name, Cell(name, math.inf, math.inf, alert=False))
                 self._history.setdefault(name, deque(maxlen=HISTORY))
         return cell
 
@@ -45,6 +46,7 @@ class LocalStore(BreakerStore):
             if cell.rec.uid != expected.uid or cell.rec.epoch != expected.epoch:
                 return None
             self._probes.forget(name, cell.rec.epoch)
+            self._windows.forget(cell.rec.uid or "initial")
             cell.rec = cell.base = new
             cell.failures = 0
             self._history[name].append(new)
@@ -72,6 +74,20 @@ class LocalStore(BreakerStore):
     def release_probe(self, name: str, rec: Record, window: int, slot: int) -> None:
         with self._lock:
             self._probes.give_back(name, rec.epoch, window, slot)
+
+    def probe_succeeded(self, name: str, rec: Record) -> int:
+        with self._lock:
+            return self._windows.succeeded(rec.uid)
+
+    def probe_progress(self, name: str, rec: Record, window: int, limit: int) -> tuple[int, int]:
+        with self._lock:
+            return self._probes.taken(name, rec.epoch, window), self._windows.successes(rec.uid)
+
+    def tally(
+        self, name: str, rec: Record, second: int, delta: Bucket, horizon: int, now: int
+    ) -> Bucket:
+        with self._lock:
+            return self._windows.add(rec.uid or "initial", second, delta, horizon, now)
 
     def history(self, name: str, limit: int) -> list[Record]:
         self.cell(name)

@@ -132,6 +132,16 @@ def fail(exc: BaseException | None = None) -> Callable[[], Any]:
     return call
 
 
+def outcomes(breaker: CircuitBreaker, sequence: str) -> None:
+    """Calls through ``breaker``: '.' a success, 'x' a refused connection."""
+    for outcome in sequence:
+        if outcome == ".":
+            breaker.call(lambda: None)
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                breaker.call(fail())
+
+
 SOCKET_TIMEOUT = 0.3  # seconds a paused Redis costs one command of ``shared_store``'s cache
 
 

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 from resilience.state import State
 
 from .conftest import as_a_new_process

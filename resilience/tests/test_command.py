@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 from resilience.state import State
 from testkit.redis_worker import start_workers
 

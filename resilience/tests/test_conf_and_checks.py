@@ -85,17 +85,46 @@ def test_registry_gives_one_breaker_per_name_and_shares_the_store(settings):
     assert isinstance(a.store, CacheStore) and a.store is b.store
 
 
-def test_record_and_ignore_exceptions_from_settings(settings):
+class HTTPError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def test_record_and_ignore_from_settings_take_classes_callables_and_import_strings(settings):
+    """Issue 20: "an HTTPError with status >= 500 counts, a 404 does not" is one line."""
     settings.RESILIENCE = {
         "FAILURE_THRESHOLD": 1,
-        "RECORD_EXCEPTIONS": ["builtins.LookupError"],
-        "IGNORE_EXCEPTIONS": ["builtins.KeyError"],
+        "RECORD": ["builtins.LookupError", lambda exc: getattr(exc, "status", 0) >= 500],
+        "IGNORE": ["builtins.KeyError", lambda exc: isinstance(exc, UnicodeError)],
     }
     breaker = get_breaker("x")
-    breaker.record_failure(KeyError("ignored: a subclass listed to ignore"), breaker.acquire())
+    outcomes = [
+        breaker.record_failure(exc, breaker.acquire())
+        for exc in (KeyError("a subclass listed to ignore"), UnicodeError(), HTTPError(404))
+    ]
+    assert [o.value for o in outcomes] == ["ignored", "ignored", "success"]
     assert breaker.public_state == "closed"
-    breaker.record_failure(IndexError("recorded"), breaker.acquire())
+    breaker.record_failure(HTTPError(503), breaker.acquire())
     assert breaker.public_state == "open"
+    breaker.reset()
+    breaker.record_failure(IndexError("recorded by import string"), breaker.acquire())
+    assert breaker.public_state == "open"
+    breaker.reset()
+    breaker.record_failure(ConnectionRefusedError(111, "refused"), breaker.acquire())
+    assert breaker.public_state == "open"  # RECORD adds to what always counts
+
+
+def test_a_predicate_that_raises_matches_nothing_and_is_reported(settings, events):
+    def broken(exc):
+        return exc.response.status_code >= 500  # most exceptions have no response
+
+    settings.RESILIENCE = {"FAILURE_THRESHOLD": 1, "RECORD": [broken]}
+    breaker = get_breaker("x")
+    assert breaker.record_failure(ValueError("no response"), breaker.acquire()).value == "success"
+    assert breaker.public_state == "closed"
+    (reported,) = events.of("resilience.observer_failed")
+    assert "broken" in reported["operation"] and reported["error_type"] == "AttributeError"
 
 
 def test_project_settings_pass_the_checks():
@@ -134,12 +163,27 @@ def test_app_registers_its_checks():
         ({"RETRY_ATTEMPTS": 0}, "resilience.E006", ">= 1"),
         ({"RETRY_WAITS": ()}, "resilience.E006", "non-empty"),
         ({"RETRY_WAITS": (0.1, -1)}, "resilience.E006", "non-empty"),
-        ({"FAILURE_RATE_THRESHOLD": 150}, "resilience.E007", "percentage"),
-        ({"MINIMUM_CALLS": 50, "SLIDING_WINDOW_SIZE": 10}, "resilience.E007", "never fire"),
+        ({"FAILURE_RATE": 150}, "resilience.E007", "percentage"),
+        ({"SLOW_CALL_RATE": 0}, "resilience.E007", "percentage"),
+        ({"SLOW_CALL_DURATION": -1}, "resilience.E007", "positive"),
+        ({"WINDOW": 0}, "resilience.E007", "from 1 to 3600"),
+        ({"MINIMUM_CALLS": 0}, "resilience.E007", ">= 1"),
+        ({"SUCCESS_THRESHOLD": 0}, "resilience.E003", ">= 1"),
+        ({"SUCCESS_THRESHOLD": 3}, "resilience.W007", "closing takes 3 recovery windows"),
+        (
+            {"FAILURE_THRESHOLD": None, "FAILURE_RATE": None, "SLOW_CALL_RATE": None},
+            "resilience.W006",
+            "nothing opens the breaker",
+        ),
+        ({"SLOW_CALL_RATE": 50, "SLOW_CALL_DURATION": 2.0}, "resilience.W008", "times out"),
+        ({"FAILURE_RATE_THRESHOLD": 50}, "resilience.E018", "Use FAILURE_RATE"),
+        ({"RECORD_EXCEPTIONS": ["x.Y"]}, "resilience.E018", "Use RECORD"),
         ({"OPEN_BACKOFF_MULTIPLIER": 0.5}, "resilience.E008", ">= 1"),
         ({"MAX_RECOVERY_TIMEOUT": 5}, "resilience.E008", "shorter than"),
-        ({"RECORD_EXCEPTIONS": ["no.such.Error"]}, "resilience.E009", "cannot be imported"),
-        ({"IGNORE_EXCEPTIONS": ["os.path"]}, "resilience.E009", "not an exception"),
+        ({"RECORD": ["no.such.Error"]}, "resilience.E009", "cannot be imported"),
+        ({"IGNORE": ["os.path.sep"]}, "resilience.E009", "neither an exception class"),
+        ({"IGNORE": [dict]}, "resilience.E009", "not an exception class"),
+        ({"RECORD": "builtins.KeyError"}, "resilience.E009", "not a list"),
         (
             {"STORE": "resilience.stores.CacheStore", "STORE_OPTIONS": {"CACHE_ALIAS": "nope"}},
             "resilience.E010",

@@ -17,10 +17,11 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from resilience.breaker import State, get_breaker
+from resilience.breaker import State
 from resilience.checks import database_problems
 from resilience.db.guard import ConnectTimeout, StatementTimeout
 from resilience.errors import Kind, OperationFailed, classify
+from resilience.registry import get_breaker
 from testkit.postgres import Reads, database_aliases, faults, guarded_alias
 
 pytestmark = pytest.mark.usefixtures("replica_settings", "unblocked")

@@ -311,8 +311,8 @@ def test_while_the_breaker_refuses_a_process_looks_for_a_newer_copy_every_rechec
     """Open: this process serves the copy it holds without a round trip, and looks in the
     cache at most every RECHECK seconds, where another process's probe may have left a
     newer copy. Never looking would serve the old copy for the whole outage."""
-    from resilience.breaker import get_breaker
     from resilience.fallback import RECHECK
+    from resilience.registry import get_breaker
 
     class Counting(LocMemCache):
         reads = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from resilience import CircuitOpenError, OperationFailed, fleet, guarded
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 from testkit.ports import free_port
 
 from .conftest import as_a_new_process

@@ -109,9 +109,8 @@ def test_an_exception_without_a_message_still_says_what_it_was(make_breaker, eve
     assert events.of("db.get_active_sessions_failed")[0]["error"] == "TimeoutError"
 
 
-def test_waits_are_cut_and_no_attempt_starts_after_the_deadline(make_breaker, clock, settings):
-    settings.RESILIENCE = {**settings.RESILIENCE, "CALL_DEADLINE": 1.0}
-    breaker = make_breaker()
+def test_waits_are_cut_and_no_attempt_starts_after_the_deadline(make_breaker, clock):
+    breaker = make_breaker(call_deadline=1.0)
     flaky = Flaky(failures=10, clock=clock, takes=0.3)
     started = clock.monotonic()
     with pytest.raises(DeadlineExceeded) as info:
@@ -164,6 +163,29 @@ def test_a_half_open_probe_gets_one_try(make_breaker, clock):
     assert breaker.state is State.OPEN
 
 
+def test_a_probe_is_never_retried_even_when_the_breaker_closed_meanwhile(make_breaker, clock):
+    """Issue 17: a half-open probe is one call to a recovering dependency. Here another probe
+    closes the breaker while this one runs, so "the breaker is closed" cannot be what stops
+    the retry: only the permit's being a probe does."""
+    breaker = make_breaker(failure_threshold=1, half_open_max_calls=2)
+    with pytest.raises(OperationFailed):
+        Guard("load", breaker=breaker, retry=False).call(Flaky(1))
+    clock.advance(10)
+    reached = []
+
+    def recovering():
+        reached.append("probe")
+        if len(reached) == 1:  # meanwhile, another request's probe succeeds and closes it
+            breaker.record_success(breaker.acquire())
+            assert breaker.state is State.CLOSED
+        raise connection_refused()
+
+    with pytest.raises(OperationFailed):
+        Guard("load", breaker=breaker).call(recovering)
+    assert reached == ["probe"], f"{len(reached)} calls reached the recovering dependency"
+    assert clock.slept == []
+
+
 def test_rejected_call_names_the_operation_breaker_and_next_probe(make_breaker, clock, events):
     breaker = make_breaker(failure_threshold=1)
     breaker.force_open()
@@ -185,13 +207,8 @@ def test_rejected_call_names_the_operation_breaker_and_next_probe(make_breaker, 
 
 
 def test_the_budget_is_visible_inside_for_connect_and_query_timeouts(make_breaker, clock, settings):
-    settings.RESILIENCE = {
-        **settings.RESILIENCE,
-        "CALL_DEADLINE": 4.0,
-        "CONNECT_TIMEOUT": 3.0,
-        "QUERY_TIMEOUT": 5.0,
-    }
-    breaker = make_breaker()
+    settings.RESILIENCE = {**settings.RESILIENCE, "CONNECT_TIMEOUT": 3.0, "QUERY_TIMEOUT": 5.0}
+    breaker = make_breaker(call_deadline=4.0)
     seen = {}
 
     def body():
@@ -324,3 +341,56 @@ def test_failure_log_lines_are_json_with_the_contract_fields(make_breaker, caplo
     assert payload["event_type"] == "db.get_active_sessions_failed"
     assert {"operation", "error", "error_type"} <= set(payload["data"])
     assert payload["data"]["error"]
+
+
+def test_a_fallback_answers_for_a_failure_once_it_is_counted_and_logged(make_breaker, events):
+    """Issue 19: Guard(fallback=...), outermost as Polly places it."""
+    breaker = make_breaker(failure_threshold=2)
+    seen = []
+
+    def last_rates(failure):
+        seen.append(failure)
+        return ["cached"]
+
+    guard = Guard("get_rates", breaker=breaker, retry=False, fallback=last_rates)
+    assert guard.call(Flaky(1)) == ["cached"]
+    assert isinstance(seen[0], OperationFailed) and seen[0].operation == "get_rates"
+    assert breaker.snapshot().failure_count == 1  # counted as the failure it was
+    assert events.of("db.get_rates_failed")[0]["error_type"] == "ConnectionRefusedError"
+    assert guard.call(Flaky(0)) == "rows"  # a success is the function's own answer
+
+
+def test_a_fallback_answers_for_a_refusal_without_calling(make_breaker):
+    breaker = make_breaker()
+    breaker.force_open()
+    never = Flaky(0)
+    answer = Guard("get_rates", breaker=breaker, fallback=lambda f: type(f).__name__).call(never)
+    assert answer == "CircuitOpenError" and never.calls == 0
+    assert guarded("get_rates", never, breaker_name="db", fallback=lambda f: "x") == "rows"
+
+
+def test_a_fallback_never_swallows_a_cancellation(make_breaker):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Guard("load", breaker=make_breaker(), fallback=lambda f: "no").call(interrupted)
+
+
+def test_an_async_fallback_is_awaited(make_breaker):
+    breaker = make_breaker(failure_threshold=1)
+
+    async def refused():
+        raise connection_refused()
+
+    async def from_cache(failure):
+        return f"cached after {failure.error_type}"
+
+    async def scenario():
+        first = await Guard("load", breaker=breaker, fallback=from_cache).call_async(refused)
+        second = await guarded_async(
+            "load", refused, breaker_name="x", retry=False, fallback=lambda f: "plain value"
+        )
+        return first, second
+
+    assert asyncio.run(scenario()) == ("cached after ConnectionRefusedError", "plain value")

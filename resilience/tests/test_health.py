@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from resilience.breaker import get_breaker
 from resilience.health import BreakerState
+from resilience.registry import get_breaker
 
 pytestmark = pytest.mark.django_db
 

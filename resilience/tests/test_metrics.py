@@ -9,7 +9,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from resilience import metrics
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 pytestmark = pytest.mark.django_db
 

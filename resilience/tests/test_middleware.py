@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 pytestmark = pytest.mark.django_db
 

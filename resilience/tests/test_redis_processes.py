@@ -134,7 +134,7 @@ def test_breakers_survive_redis_going_away_and_coming_back(fleet, name, redis_se
 def test_fleet_figures_add_up_across_real_processes(redis_server, tmp_path, settings):
     """Three processes report through their own threads; this one reads the sum from Redis."""
     from resilience import fleet
-    from resilience.breaker import get_breaker
+    from resilience.registry import get_breaker
 
     url = redis_server.fresh_database(7)
     roles = ["web", "web", "celery"]

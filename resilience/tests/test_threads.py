@@ -180,7 +180,7 @@ def test_a_fork_while_another_thread_holds_the_locks_does_not_deadlock_the_child
     held, release = threading.Event(), threading.Event()
 
     def hold_locks():
-        with store._lock, breaker._lock:
+        with store._lock, breaker._events._lock:
             held.set()
             release.wait(5)
 

@@ -10,7 +10,7 @@ from django.db import connections
 from questdash import localdb
 from questdash.apps import create_cache_table
 from questdash.db.router import QUESTDB_ALIAS
-from resilience.breaker import get_breaker
+from resilience.registry import get_breaker
 
 
 class Command(BaseCommand):

@@ -31,10 +31,11 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from resilience.breaker import CircuitBreaker, get_breaker
+from resilience.breaker import CircuitBreaker
 from resilience.control import ActionResult, apply_action, clean_reason, known_breakers
 from resilience.fleet import current_outage
 from resilience.models import CircuitBreaker as CircuitBreakerModel
+from resilience.registry import get_breaker
 from resilience.state import State
 
 SYSTEM_USERNAME = "manage.py"
