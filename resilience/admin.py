@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import slugify
 
 from . import fleet
 from .breaker import BreakerSnapshot, CircuitBreaker, Transition
@@ -81,7 +82,7 @@ def breaker_card(breaker: CircuitBreaker) -> BreakerCard:
         probes=fleet.recent_probes(records),
         longest_open=fleet.longest_open(records, now),
         history=tuple(reversed(transitions(records, "")[-breaker.config.history_size :])),
-        timeline=state_timeline(bands, view.minutes, now),
+        timeline=state_timeline(bands, view.minutes, now, key=f"cb-{slugify(breaker.name)}"),
         store_uid=breaker.record.uid,
     )
 

@@ -2,9 +2,11 @@
 
 Like the dashboard's price chart: no JavaScript, no CDN, nothing to load.
 Closed, open and half-open are coloured bands behind the figures (as
-Hystrix's dashboard coloured a circuit green to red); the fleet's calls per
-minute are grey bars, its error rate a red line on a 0-100 % scale. Each
-band and bar says what it is on hover (``<title>``).
+Hystrix's dashboard coloured a circuit green to red), and open and half-open
+are hatched and dotted as well, so that the state is never told by colour
+alone (WCAG 1.4.1); the fleet's calls per minute are grey bars, its error rate
+a red line on a 0-100 % scale. Each band and bar says what it is on hover
+(``<title>``).
 
 This module does the geometry; ``resilience/timeline.svg`` draws it.
 """
@@ -24,6 +26,7 @@ BAND_COLOURS = {
     "half_open": "#ffe0b2",
     "unknown": "#eeeeee",
 }
+PATTERNED = ("open", "half_open")  # the template's <pattern>s: hatched, dotted
 MIN_MARK = 2.0  # px: an open of a few seconds is still seen on an hour's scale
 BAND_NAMES = {"closed": "closed", "open": "open", "half_open": "half-open", "unknown": "unknown"}
 
@@ -52,6 +55,11 @@ class Rect:
     title: str
     state: str = ""
 
+    @property
+    def pattern(self) -> str:
+        """The state's pattern in the template's <defs>, "" for a plain fill."""
+        return self.state if self.state in PATTERNED else ""
+
 
 @dataclass(frozen=True)
 class Dot:
@@ -70,6 +78,7 @@ class Timeline:
     busiest: int  # calls in the busiest minute (the bars' scale), 0 when none
     first: str  # the hour's first and last minute, UTC
     last: str
+    key: str = "cb"  # prefixes the patterns' ids: one page draws one timeline per breaker
     width: int = WIDTH
     height: int = HEIGHT
     left: int = LEFT
@@ -86,8 +95,11 @@ class Timeline:
         return " ".join(f"{dot.x},{dot.y}" for dot in self.dots)
 
 
-def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -> Timeline:
-    """The hour before ``now`` (times on the store's clock), laid out."""
+def state_timeline(
+    bands: list[Band], minutes: tuple[Minute, ...], now: float, key: str = "cb"
+) -> Timeline:
+    """The hour before ``now`` (times on the store's clock), laid out; ``key`` is unique to
+    the timeline on its page."""
     start = now - HOUR
 
     def x(t: float) -> float:
@@ -133,4 +145,5 @@ def state_timeline(bands: list[Band], minutes: tuple[Minute, ...], now: float) -
         for m in minutes
         if m.error_rate is not None
     )
-    return Timeline(drawn, bars, dots, busiest if busiest > 1 else 0, _hhmm(start), _hhmm(now))
+    busiest = busiest if busiest > 1 else 0
+    return Timeline(drawn, bars, dots, busiest, _hhmm(start), _hhmm(now), key)

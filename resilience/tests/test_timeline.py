@@ -1,14 +1,23 @@
 """The breaker page's last hour as SVG: a band per state, a bar per minute with calls, the
-error rate; each says what it is on hover."""
+error rate; each says what it is on hover, and no state is told by colour alone."""
 
 from __future__ import annotations
 
 import re
 
+from django.template.loader import render_to_string
+
 from resilience.fleet import HOUR, Band, Minute
 from resilience.timeline import state_timeline
 
 NOW = 1_700_003_600.0  # 2023-11-14 23:13:20 UTC
+
+
+def drawn(bands: list[Band], minutes: tuple[Minute, ...] = (), key: str = "cb") -> str:
+    """The timeline as the breaker page draws it."""
+    return render_to_string(
+        "resilience/timeline.svg", {"t": state_timeline(bands, minutes, NOW, key)}
+    )
 
 
 def bands_of(svg: str) -> list[tuple[str, float, float, str]]:
@@ -29,17 +38,35 @@ def test_each_state_is_a_band_in_time_order_and_says_when():
         Band("half_open", NOW - 570, NOW - 565),
         Band("closed", NOW - 565, NOW),
     ]
-    svg = str(state_timeline(bands, (), NOW))
+    svg = drawn(bands)
     assert svg.startswith("<svg")
-    drawn = bands_of(svg)
-    assert [state for state, *_ in drawn] == ["closed", "open", "half_open", "closed"]
-    xs = [x for _, x, _, _ in drawn]
+    found = bands_of(svg)
+    assert [state for state, *_ in found] == ["closed", "open", "half_open", "closed"]
+    xs = [x for _, x, _, _ in found]
     assert xs == sorted(xs)
-    widths = {state: width for state, _, width, _ in drawn[:3]}
+    widths = {state: width for state, _, width, _ in found[:3]}
     assert widths["closed"] > 50 * widths["open"] > 0  # 50 minutes against 30 s
     assert widths["half_open"] >= 2.0  # five seconds still show on an hour's scale
-    assert drawn[1][3] == "open 23:03:20 to 23:03:50 UTC"
-    assert drawn[2][3].startswith("half-open ")
+    assert found[1][3] == "open 23:03:20 to 23:03:50 UTC"
+    assert found[2][3].startswith("half-open ")
+
+
+def test_open_and_half_open_are_patterned_not_only_coloured():
+    """WCAG 1.4.1: a person who cannot tell red from green still tells open from closed."""
+    bands = [
+        Band("closed", NOW - HOUR, NOW - 600),
+        Band("open", NOW - 600, NOW - 570),
+        Band("half_open", NOW - 570, NOW - 565),
+    ]
+    svg = drawn(bands, key="cb-payments")
+    fills = dict(re.findall(r'<rect class="band band-(\w+)"[^>]*fill="([^"]+)"', svg))
+    assert fills["closed"].startswith("#")
+    assert fills["open"] == "url(#cb-payments-open)"
+    assert fills["half_open"] == "url(#cb-payments-half_open)"
+    patterns = re.findall(r'<pattern id="([\w-]+)"', svg)
+    assert patterns == ["cb-payments-open", "cb-payments-half_open"]
+    # Two timelines on one page never share an id.
+    assert not set(patterns) & set(re.findall(r'<pattern id="([\w-]+)"', drawn(bands, key="cb-x")))
 
 
 def test_calls_per_minute_and_the_error_rate():
@@ -48,7 +75,7 @@ def test_calls_per_minute_and_the_error_rate():
         Minute(NOW - 120, calls=50, failures=25, ran=50),
         Minute(NOW - 60, calls=0, failures=0, ran=0),
     )
-    svg = str(state_timeline([Band("closed", NOW - HOUR, NOW)], minutes, NOW))
+    svg = drawn([Band("closed", NOW - HOUR, NOW)], minutes)
     bars = re.findall(r'<rect class="volume"[^>]*height="([\d.]+)"[^>]*><title>([^<]+)<', svg)
     assert [title for _, title in bars] == [
         "23:10 UTC: 100 calls, 0 failed",
