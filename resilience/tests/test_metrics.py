@@ -52,7 +52,7 @@ def test_the_breakers_state_and_calls_as_prometheus_reads_them(settings):
     assert state[(("breaker", "payments"), ("state", "open"))] == 1.0
     assert state[(("breaker", "payments"), ("state", "closed"))] == 0.0
     calls = samples(text, "resilience_breaker_calls_total")
-    assert calls[(("breaker", "payments"), ("outcome", "failure"))] >= 2
+    assert calls[(("breaker", "payments"), ("kind", "failed"))] >= 2  # by kind
     transitions = samples(text, "resilience_breaker_transitions_total")
     opened = (("breaker", "payments"), ("from_state", "closed"), ("to_state", "open"))
     assert transitions[opened] >= 1
