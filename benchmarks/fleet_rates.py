@@ -17,6 +17,10 @@ the threshold.
 failures at all (every process then stops telling each success, and learns of
 the first failures at its next look: the onset the README describes).
 
+``--success-interval SECONDS`` is the store's ``SUCCESS_INTERVAL`` (0.1 s by
+default); 0 tells every success at once: one store write a success, and
+"consecutive" exact at the onset too.
+
 ``--ops`` prints the store operations per call and per second of each rule
 (consecutive, failure rate, slow calls) at each rate, healthy and at 30 %
 failures, with the rules that the code knows, set so that the breaker stays
@@ -88,7 +92,9 @@ class CountingClient:
 class Simulation:
     """One trial: four processes, one cache, one true clock."""
 
-    def __init__(self, rule: dict[str, Any], *, atomic: bool = True) -> None:
+    def __init__(
+        self, rule: dict[str, Any], *, atomic: bool = True, success_interval: float = 0.1
+    ) -> None:
         from resilience.breaker import CircuitBreaker
         from resilience.clock import FakeClock
         from resilience.stores import CacheStore
@@ -104,6 +110,7 @@ class Simulation:
                 cache=CountingClient(Client(self.memory), self.ops),
                 clock=clock,
                 recover_inline=True,
+                success_interval=success_interval,
             )
             settings = {"failure_threshold": THRESHOLD, "recovery_timeout": 30.0, **rule}
             self.breakers.append(CircuitBreaker(NAME, store=store, clock=clock, **settings))
@@ -144,9 +151,10 @@ def trial(
     share: float = FAILURE_SHARE,
     slow: Callable[[random.Random], float | None] = lambda rng: None,
     healthy_first: float = 0.0,
+    success_interval: float = 0.1,
 ) -> tuple[int | None, int, Counter, int]:
     """(the fleet-wide run it opened on, or None; calls made; store operations; warm-up ops)."""
-    sim = Simulation(rule)
+    sim = Simulation(rule, success_interval=success_interval)
     gap = 1.0 / rate
     for breaker in sim.breakers:  # each process has looked at the store once
         breaker.state  # noqa: B018 - reading the state syncs
@@ -163,19 +171,24 @@ def trial(
 
 def consecutive_table(args: argparse.Namespace) -> None:
     onset = f", after {args.healthy_first:g} s without failures" if args.healthy_first else ""
+    onset += f", SUCCESS_INTERVAL {args.success_interval:g} s"
     print(f"{PROCESSES} processes, {FAILURE_SHARE:.0%} failures, threshold {THRESHOLD}, "
           f"{args.trials} trials of {args.seconds:g} s each, seed {args.seed}{onset}")  # fmt: skip
-    print(f"{'calls/s':>8} {'opened':>8} {'runs it opened on':>40} {'shortest':>9}")
+    print(f"{'calls/s':>8} {'opened':>8} {'runs it opened on':>40} {'shortest':>9} {'ops/s':>7}")
     for rate in args.rates:
         rng = random.Random(f"{args.seed}-{rate}")
-        runs = []
+        runs, spent = [], []
         for _ in range(args.trials):
-            run, _, _, _ = trial(rate, args.seconds, rng, {}, healthy_first=args.healthy_first)
+            run, _, ops, warmup = trial(rate, args.seconds, rng, {},
+                                        healthy_first=args.healthy_first,
+                                        success_interval=args.success_interval)  # fmt: skip
+            spent.append((sum(ops.values()) - warmup) / (args.healthy_first + args.seconds))
             if run is not None:
                 runs.append(run)
         shown = ", ".join(f"{n}x{run}" for run, n in sorted(Counter(runs).items())) or "-"
         shortest = min(runs) if runs else "-"
-        print(f"{rate:>8g} {len(runs):>5}/{args.trials:<2} {shown:>40} {shortest:>9}")
+        ops_s = statistics.median(spent)
+        print(f"{rate:>8g} {len(runs):>5}/{args.trials:<2} {shown:>40} {shortest:>9} {ops_s:>7.0f}")
 
 
 def rules() -> dict[str, dict[str, Any]]:
@@ -234,6 +247,7 @@ def main() -> None:
     parser.add_argument("--seed", default="questdash")
     parser.add_argument("--ops", action="store_true", help="store operations of each rule")
     parser.add_argument("--healthy-first", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--success-interval", type=float, default=0.1, metavar="SECONDS")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
     configure_django()
