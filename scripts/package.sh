@@ -25,8 +25,11 @@ problems = []
 tests = [n for n in names if "/tests/" in n or n.startswith(("tests/", "testkit/"))]
 if tests:
     problems.append(f"tests in the wheel: {tests[:5]}")
-for needed in ("resilience/templates/resilience/breakers.html", "resilience/static/resilience/breakers.js",
-               "resilience/management/commands/breaker.py"):
+import pathlib
+# Every template and static file the app has (the timeline's .svg template too), and the command.
+shipped = [str(p) for d in ("resilience/templates", "resilience/static") for p in pathlib.Path(d).rglob("*")
+           if p.is_file()]
+for needed in [*shipped, "resilience/management/commands/breaker.py"]:
     if needed not in names:
         problems.append(f"{needed} is missing")
 meta = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
