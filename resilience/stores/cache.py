@@ -31,12 +31,14 @@ Who wins which race, and why:
   counts) and reads the window's buckets (one ``get_many``), every
   ``sync_interval``: two round trips a process per interval, none per call.
 - A store that lost its history (FLUSHALL, restarted empty, a dropped
-  write): epochs restart there, uids do not. A process whose decision is no
-  longer in the store compares it with the store's newest: the newer
-  decision wins, except that an operator's forced state beats automatic
-  decisions made without knowing it (``Record.outranks``). Losers adopt,
-  winners republish on top; an empty store is given back only what is worth
-  keeping (open or forced), never a plain "closed" that could undo a trip.
+  write): epochs restart there, uids do not, so epochs order nothing across
+  the loss. A process whose decision is no longer in the store compares it
+  with the store's newest: the newer decision wins, except that an
+  operator's forced state beats automatic decisions made without knowing it
+  (``Record.outranks``). Losers adopt, winners republish on top, knowing
+  what the record they sit on knew (``Record.placed_on``: the operator's
+  latest word is carried up); an empty store is given back any decision, a
+  plain "closed" too (it may be newer than an open restored after it).
 - Probe permits are one ``add`` per slot, keyed by the open decision and
   its window: at most ``half_open_max_calls`` per window across the fleet.
 - When the cache is away (``SharedCache`` says so, at once, after one
@@ -263,10 +265,12 @@ class CacheStore(BreakerStore):
         """Ours was decided offline, or the store lost its history: the better decision stays."""
         mine = cell.rec
         if head is None or head.initial:  # an empty store
-            if not mine.sticky:
+            if mine.initial:
                 self._adopt(cell, initial_record())
                 return True
-            return self._restore(cell, mine.renumbered(1, ""))
+            # Every decision goes back, a plain "closed" too: it may be newer than an open
+            # that another process will restore next, and ``outranks`` settles which stays.
+            return self._restore(cell, mine.placed_on(None))
         if mine.initial or head.uid == mine.uid:
             self._adopt(cell, head)
             return True
@@ -280,7 +284,7 @@ class CacheStore(BreakerStore):
         below = self._restored_over(cell.name, head)
         if below is not None and below.outranks(mine):
             return self._restore(cell, below.told(mine.manual_at, on=head))
-        return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+        return self._restore(cell, mine.placed_on(head))
 
     def _restored_over(self, name: str, head: Record) -> Record | None:
         """The newer decision ``head`` was restored on top of, if it was."""
@@ -423,7 +427,7 @@ class CacheStore(BreakerStore):
                     current = cell.rec
                     if current.uid != expected.uid or cell.dirty:
                         return None  # somebody else decided first
-                    new = new.renumbered(current.epoch + 1, current.uid)  # it was restored
+                    new = new.placed_on(current)  # it was restored
                 return None
             except CacheUnavailable:
                 pass  # decided here; settled when the cache returns
