@@ -135,21 +135,20 @@ class Record:
         return Record(epoch=self.epoch + 1, uid=new_uid(), parent=self.uid, **fields)
 
     def placed_on(self, head: Record | None) -> Record:
-        """The same decision put on top of ``head`` (restored after a loss; None: an empty store).
+        """The same decision (its uid kept) put on top of ``head``: restored after a loss.
 
         A record on top of another counts as derived from it (``outranks``
         trusts the parent whatever the clocks say), so it must know what that
         one knew: the operator's latest word (``manual_at``) never goes down a
-        chain of parents. A restored decision that beat ``head`` on time but
-        dropped ``head``'s later reset would let an older forced state, met
-        next, beat it and come back on top of that reset. Told of a later
-        mark, it is a new decision (a new uid); otherwise the same one.
+        chain of parents. A trip restored on top of a reset it beat on time,
+        without the reset's mark, would let an older forced state, met next,
+        beat the trip and come back on top of the reset it predates.
+        ``head`` None: an empty store.
         """
         if head is None:
             return replace(self, epoch=1, parent="")
-        if self.knows_less_than(head):
-            return self.told(head.manual_at, on=head)
-        return replace(self, epoch=head.epoch + 1, parent=head.uid)
+        latest = _latest(self.manual_at, head.manual_at)
+        return replace(self, epoch=head.epoch + 1, parent=head.uid, manual_at=latest)
 
     def shifted(self, seconds: float) -> Record:
         """Times moved by ``seconds``: decided before this process knew the store's clock."""
