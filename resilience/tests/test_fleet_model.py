@@ -41,8 +41,10 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -959,6 +961,14 @@ def test_an_empty_answer_taken_while_the_cache_hung_never_brings_back_older_rows
         machine.teardown()
 
 
+@pytest.fixture
+def machine() -> Iterator[FleetMachine]:
+    """A fleet for explicit steps, torn down as hypothesis would."""
+    machine = FleetMachine()
+    yield machine
+    machine.teardown()
+
+
 def checked(machine: FleetMachine) -> Any:
     """Run one rule as hypothesis does: the invariant is checked after it."""
 
@@ -970,81 +980,73 @@ def checked(machine: FleetMachine) -> Any:
     return step
 
 
-def test_a_reset_beaten_by_a_newer_trip_is_not_forgotten_when_an_older_force_comes_back():
+def test_a_reset_beaten_by_a_newer_trip_is_not_forgotten_when_an_older_force_comes_back(
+    machine: FleetMachine,
+):
     """Found by the model in CI (and on the original store code), shrunk: four processes decide
     alone while the store hangs: p0 forces open (t 1), p2 resets and trips (t 2, t 8), p3
     forces open (t 4), p1 resets (t 6); then the store comes back empty. p2's trip beat p1's
     reset and was restored on top of it without the reset's mark (``manual_at``), so p3's
     older forced open then beat that trip and sat on the reset it predates: p1 went back."""
-    machine = FleetMachine()
     step = checked(machine)
-    try:
-        step(machine.choose_cache, False)
-        step(machine.store_fault, "hang")
-        p0 = step(machine.start, 0.0)
-        step(machine.operator_acts, p0, "force_open")
-        step(machine.operator_acts, p0, "force_open")
-        p1, p2 = step(machine.start, 0.0), step(machine.start, 0.0)
-        step(machine.operator_acts, p2, "reset")
-        step(machine.fail_at_once, [p0, p0])
-        p3 = step(machine.start, 0.0)
-        step(machine.operator_acts, p3, "force_open")
-        step(machine.operator_acts, p3, "force_open")
-        step(machine.fail_at_once, [p0, p0])
-        step(machine.store_fault, "flush")
-        step(machine.operator_acts, p1, "reset")
-        step(machine.fail_at_once, [p0, p2])
-        step(machine.fail_at_once, [p2, p2])
-        step(machine.heal_and_settle)  # checks that the fleet agrees
-        settled = machine.record(p1)
-        assert not settled.forced, f"the reset at t 6 lost to the force of t 4: {settled}"
-    finally:
-        machine.teardown()
+    step(machine.choose_cache, False)
+    step(machine.store_fault, "hang")
+    p0 = step(machine.start, 0.0)
+    step(machine.operator_acts, p0, "force_open")
+    step(machine.operator_acts, p0, "force_open")
+    p1, p2 = step(machine.start, 0.0), step(machine.start, 0.0)
+    step(machine.operator_acts, p2, "reset")
+    step(machine.fail_at_once, [p0, p0])
+    p3 = step(machine.start, 0.0)
+    step(machine.operator_acts, p3, "force_open")
+    step(machine.operator_acts, p3, "force_open")
+    step(machine.fail_at_once, [p0, p0])
+    step(machine.store_fault, "flush")
+    step(machine.operator_acts, p1, "reset")
+    step(machine.fail_at_once, [p0, p2])
+    step(machine.fail_at_once, [p2, p2])
+    step(machine.heal_and_settle)  # checks that the fleet agrees
+    settled = machine.record(p1)
+    assert not settled.forced, f"the reset at t 6 lost to the force of t 4: {settled}"
 
 
-def test_a_close_decided_while_the_store_hung_is_restored_over_an_older_open():
+def test_a_close_decided_while_the_store_hung_is_restored_over_an_older_open(machine: FleetMachine):
     """Found by a model run (issue 19a's branch), shrunk: both processes trip while the store
     hangs; ten seconds later p0's probes close its breaker; the store comes back empty. An
     empty store was given back only opens and forced states, so p0's newer "closed" gave way
     to the nothing there, and p1 then restored its older open over it: p0 went back."""
-    machine = FleetMachine()
     step = checked(machine)
-    try:
-        step(machine.choose_cache, False)
-        p0, p1 = step(machine.start, 0.0), step(machine.start, 0.0)
-        for _ in range(2):
-            step(machine.one_call, p0, "ok")
-        step(machine.store_fault, "hang")
-        for process in (p0, p0, p0, p1, p1, p1):
-            step(machine.one_call, process, "fail")
-        step(machine.advance, 10.0)
-        for _ in range(2):  # half-open: two probes close it
-            step(machine.one_call, p0, "ok")
-        assert machine.record(p0).state is State.CLOSED
-        step(machine.heal_and_settle)  # checks that the fleet agrees
-        assert machine.record(p1).state is State.CLOSED
-    finally:
-        machine.teardown()
+    step(machine.choose_cache, False)
+    p0, p1 = step(machine.start, 0.0), step(machine.start, 0.0)
+    for _ in range(2):
+        step(machine.one_call, p0, "ok")
+    step(machine.store_fault, "hang")
+    for process in (p0, p0, p0, p1, p1, p1):
+        step(machine.one_call, process, "fail")
+    step(machine.advance, 10.0)
+    for _ in range(2):  # half-open: two probes close it
+        step(machine.one_call, p0, "ok")
+    assert machine.record(p0).state is State.CLOSED
+    step(machine.heal_and_settle)  # checks that the fleet agrees
+    assert machine.record(p1).state is State.CLOSED
 
 
-def test_a_trip_restored_over_a_reset_by_a_host_minutes_fast_still_lasts_its_open():
+def test_a_trip_restored_over_a_reset_by_a_host_minutes_fast_still_lasts_its_open(
+    machine: FleetMachine,
+):
     """Found by a 3,000-example run of the fix above, shrunk: a host 600 s fast trips while the
     store hangs, after another process's reset. Back, its look moves the open onto the store's
     clock and restores it on top of the reset, with the reset's mark. Restored under a new uid,
     the open could no longer be told from one born at that look (the model follows an open by
     its uid): its probes, right 10 s after the trip, came "7.5 s into it". It is the same
     decision: it keeps its uid."""
-    machine = FleetMachine()
     step = checked(machine)
-    try:
-        step(machine.choose_cache, False)
-        step(machine.store_fault, "hang")
-        first = step(machine.start, 0.0)
-        step(machine.operator_acts, first, "reset")
-        fast = step(machine.start, 600.0)
-        step(machine.trip, fast)
-        for _ in range(4):
-            step(machine.heal_and_settle)
-        step(machine.trip, fast)  # checks that no probe comes before the open's 10 s
-    finally:
-        machine.teardown()
+    step(machine.choose_cache, False)
+    step(machine.store_fault, "hang")
+    first = step(machine.start, 0.0)
+    step(machine.operator_acts, first, "reset")
+    fast = step(machine.start, 600.0)
+    step(machine.trip, fast)
+    for _ in range(4):
+        step(machine.heal_and_settle)
+    step(machine.trip, fast)  # checks that no probe comes before the open's 10 s
