@@ -6,7 +6,9 @@ Layout, under ``<prefix>:<breaker>:``
   ``epoch``                    a hint of the newest epoch (readers walk forward from it)
   ``run:<uid>``                the current run of failures: a new token on each success told
   ``fail:<uid>:<run>``         consecutive failures in that run (``incr``, or slots; counting.py)
-  ``total:<uid>``              every failure of the decision (``incr``): has anyone failed?
+  ``failed:<uid>``             a new token on each failure of the decision: has anyone failed
+                               since this process looked? (a count would expire a week after
+                               the first failure and could come back to the figure remembered)
   ``win:<uid>:<second>``       the calls of one second, every process's, packed (window rules)
   ``probe:<epoch>:<uid>:<window>:<slot>``  probe permits, one ``add`` each
   ``ok:<uid>``                 probes of an open decision that succeeded (SUCCESS_THRESHOLD)
@@ -18,7 +20,7 @@ Who wins which race, and why:
   before (``parent``), so a stale view cannot overwrite a newer state.
 - "Consecutive" across the fleet: a failure reads the current run and
   counts in it, so every failure is counted at once; a success starts a new
-  run. While any process has failed lately (``total`` moved since this
+  run. While any process has failed lately (``failed`` changed since this
   process last looked, or it failed itself), every success is told at once:
   one ``set``, so the breaker opens on ``threshold`` failures with no success
   between them at any rate. While nobody fails, a success is told at most
@@ -63,7 +65,7 @@ from ..scope import current_scope
 from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
 from ..state import Bucket, Record, initial_record, new_uid
 from .base import BreakerStore, Cell, ProbeSlots, Windows, live_stores
-from .counting import Counter, IncrCounter, counter_for
+from .counting import Counter, counter_for
 
 T = TypeVar("T")
 
@@ -233,11 +235,11 @@ class CacheStore(BreakerStore):
         known_key = self._key(name, "rec", base.epoch)
         next_key = self._key(name, "rec", base.epoch + 1)
         run_key = self._key(name, "run", _tag(rec))
-        total_key = self._key(name, "total", _tag(rec))
+        failed_key = self._key(name, "failed", _tag(rec))
         count_keys = self.counter.keys(self._key(name, "fail", _tag(rec), cell.run))
         found = self._io(
             lambda c: c.get_many(
-                [pointer_key, known_key, next_key, run_key, total_key, *count_keys]
+                [pointer_key, known_key, next_key, run_key, failed_key, *count_keys]
             )
         )
         pointer = int(found.get(pointer_key) or 0)
@@ -255,9 +257,9 @@ class CacheStore(BreakerStore):
             else:
                 self._read_count(cell, found, run_key)
                 # Somebody failed since the last look (or, at the first, ever).
-                total = int(found.get(total_key) or 0)
-                cell.alert = total != (0 if cell.total is None else cell.total)
-                cell.total = total
+                last_failure = found.get(failed_key)
+                cell.alert = last_failure != cell.last_failure
+                cell.last_failure = last_failure
             return True
         return self._settle(cell, head)
 
@@ -370,7 +372,7 @@ class CacheStore(BreakerStore):
             cell.dirty = False
             cell.failures = 0
             cell.run = ""
-            cell.alert, cell.total = True, None
+            cell.alert, cell.last_failure = True, None
 
     def _install(self, cell: Cell, record: Record, *, published: bool) -> None:
         """Make ``record`` this process's state (caller holds the lock)."""
@@ -379,7 +381,7 @@ class CacheStore(BreakerStore):
         cell.rec = record
         cell.failures = 0
         cell.run = ""
-        cell.alert, cell.total = True, None
+        cell.alert, cell.last_failure = True, None
         cell.dirty = not published
         if published:
             cell.base = record
@@ -469,12 +471,12 @@ class CacheStore(BreakerStore):
             if latest == run:
                 break
             run, known = latest, 0  # counted in a run a success had just ended: count anew
-        total_key = self._key(name, "total", _tag(rec))
-        total = self._io(lambda c: _BUMP.add(c, total_key, self.record_ttl, 0, 1))
+        failed_key, token = self._key(name, "failed", _tag(rec)), new_uid()
+        self._io(lambda c: c.set(failed_key, token, self.record_ttl))
         with self._lock:
             if _same(cell.rec, rec):
                 cell.run, cell.failures = run, count
-                cell.alert, cell.total = True, total
+                cell.alert, cell.last_failure = True, token
         return count
 
     def _add(self, key: str, known: int, weight: int) -> int:
@@ -590,9 +592,6 @@ class CacheStore(BreakerStore):
         if cell.dirty or not records:
             records.append(cell.rec)
         return [rec for rec in records if not rec.initial][-limit:]
-
-
-_BUMP = IncrCounter()  # "has anyone failed": an incr on every cache (a lost update still moves it)
 
 
 def _tag(rec: Record) -> str:
