@@ -46,7 +46,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -176,13 +176,27 @@ class Copy:
         return {"data": self.data, "cached_at": self.cached_at,
                 "answered_at": self.answered_at, "empty": self.empty}  # fmt: skip
 
+    def shifted(self, seconds: float) -> Copy:
+        """Its times moved by ``seconds``: stamped before this process knew the store's clock."""
+        delta = datetime.timedelta(seconds=seconds)
+        answered_at = None if self.answered_at is None else self.answered_at + delta
+        return replace(self, cached_at=self.cached_at + delta, answered_at=answered_at)
+
 
 @dataclass
 class Held:
-    """The copy this process holds for a query, and when it last looked in the cache."""
+    """The copy this process holds for a query, and when it last looked in the cache.
+
+    ``local``: stamped on this host's clock, before this process ever measured
+    the store's (the cache was away all along, so every time in it is this
+    process's). A host minutes fast would otherwise pass its older rows for
+    newer than the stored ones; they are moved onto the store's clock at the
+    first look that can measure it.
+    """
 
     copy: Copy
     checked_at: float  # monotonic
+    local: bool = False
 
 
 def _copy(stored: Any) -> Copy | None:
@@ -360,6 +374,9 @@ class CachedFallback:
                 found = self.shared.run(lambda cache: cache.get(self.key))
         except CacheUnavailable:
             return mine, False
+        if held is not None and held.local:
+            held = self._on_store_clock(held)
+            mine = held.copy
         # The store may have lost it (flushed, restarted empty), hold what we hold, or an
         # older one (ours is still being written behind), or newer rows, or a newer answer.
         copy = _newest(mine, _copy(found))
@@ -370,8 +387,17 @@ class CachedFallback:
             self._hold(copy)
         return copy, True
 
-    def _hold(self, copy: Copy) -> None:
-        self.shared.memo[self.name] = Held(copy, self.clock.monotonic())
+    def _hold(self, copy: Copy, *, local: bool = False) -> Held:
+        held = self.shared.memo[self.name] = Held(copy, self.clock.monotonic(), local)
+        return held
+
+    def _on_store_clock(self, held: Held) -> Held:
+        """``held``'s copy moved onto the store's clock, once it can be measured (see Held)."""
+        self.shared.now()  # measures the store's clock when it has never been
+        timebase = self.shared.timebase
+        if not timebase.measured:
+            return held
+        return self._hold(held.copy.shifted(timebase.offset))  # unmeasured, the offset was 0
 
     def _checked_within(self, held: Held, seconds: float) -> bool:
         return 0.0 <= self.clock.monotonic() - held.checked_at < seconds
@@ -412,7 +438,7 @@ class CachedFallback:
             fresh = Copy(answer, now, read_at)
         if readable or not is_empty(answer):  # never our older rows over a copy we could not see
             self._store(fresh)
-        self._hold(fresh)
+        self._hold(fresh, local=not self.shared.timebase.measured)
         _summary.flush((self.name,), logging.INFO, "resilience.fallback.recovered", query=self.name)
         return self._ok(fresh)
 
