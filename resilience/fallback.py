@@ -327,7 +327,7 @@ class CachedFallback:
         itself lets at most its probes through, and everyone else gets the
         copy at once, without a cache write.
         """
-        held = self.shared.memo.get(self.name)
+        held = self._held()
         if held is not None and self._fresh(held.copy):
             return self._ok(held.copy)  # young enough: no round trip to the cache
         closed = get_breaker(self.breaker_name).state is State.CLOSED
@@ -364,7 +364,7 @@ class CachedFallback:
 
     def _last_good(self) -> tuple[Copy | None, bool]:
         """The copy, and whether the cache could be read (False: this process's own copy)."""
-        held = self.shared.memo.get(self.name)
+        held = self._held()
         mine = held.copy if held is not None else None
         scope = current_scope()
         try:
@@ -374,9 +374,6 @@ class CachedFallback:
                 found = self.shared.run(lambda cache: cache.get(self.key))
         except CacheUnavailable:
             return mine, False
-        if held is not None and held.local:
-            held = self._on_store_clock(held)
-            mine = held.copy
         # The store may have lost it (flushed, restarted empty), hold what we hold, or an
         # older one (ours is still being written behind), or newer rows, or a newer answer.
         copy = _newest(mine, _copy(found))
@@ -387,17 +384,25 @@ class CachedFallback:
             self._hold(copy)
         return copy, True
 
-    def _hold(self, copy: Copy, *, local: bool = False) -> Held:
-        held = self.shared.memo[self.name] = Held(copy, self.clock.monotonic(), local)
-        return held
+    def _held(self) -> Held | None:
+        """The copy this process holds, moved onto the store's clock once it can be (see Held).
 
-    def _on_store_clock(self, held: Held) -> Held:
-        """``held``'s copy moved onto the store's clock, once it can be measured (see Held)."""
-        self.shared.now()  # measures the store's clock when it has never been
+        Before anything else is done with it: an empty answer taken while the
+        cache is away would otherwise carry the unmoved rows on, as measured.
+        """
+        held = self.shared.memo.get(self.name)
+        if held is None or not held.local:
+            return held
+        self.shared.now()  # measures the store's clock, if the cache is there
         timebase = self.shared.timebase
         if not timebase.measured:
             return held
-        return self._hold(held.copy.shifted(timebase.offset))  # unmeasured, the offset was 0
+        moved = held.copy.shifted(timebase.offset)  # unmeasured, the offset was 0
+        held = self.shared.memo[self.name] = Held(moved, held.checked_at)
+        return held
+
+    def _hold(self, copy: Copy, *, local: bool = False) -> None:
+        self.shared.memo[self.name] = Held(copy, self.clock.monotonic(), local)
 
     def _checked_within(self, held: Held, seconds: float) -> bool:
         return 0.0 <= self.clock.monotonic() - held.checked_at < seconds
