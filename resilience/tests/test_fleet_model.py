@@ -1099,6 +1099,17 @@ def test_calls_made_before_an_idle_spell_are_not_filed_in_the_present(machine: F
         step(machine.advance, 0.01)
 
 
+def newer_rows_stored_after_a_fast_host_read_blind(machine: FleetMachine, step: Any) -> Process:
+    """A host 600 s fast reads rows while the cache hangs; another stores newer rows later."""
+    fast = step(machine.start, 600.0)
+    step(machine.store_fault, "hang")
+    step(machine.refresh, fast, "rows")
+    other = step(machine.start, 0.0)
+    step(machine.heal_and_settle)
+    step(machine.request, other, "rows")
+    return fast
+
+
 def test_rows_read_by_a_fast_host_while_the_cache_hung_never_bury_newer_rows(
     machine: FleetMachine,
 ):
@@ -1107,12 +1118,7 @@ def test_rows_read_by_a_fast_host_while_the_cache_hung_never_bury_newer_rows(
     Another process reads newer rows and stores them. The fast host's next answer is empty;
     its copy, 600 s "newer" than the stored rows, went in over them."""
     step = checked(machine)
-    fast = step(machine.start, 600.0)
-    step(machine.store_fault, "hang")
-    step(machine.refresh, fast, "rows")
-    other = step(machine.start, 0.0)
-    step(machine.heal_and_settle)
-    step(machine.request, other, "rows")
+    fast = newer_rows_stored_after_a_fast_host_read_blind(machine, step)
     step(machine.request, fast, "empty")  # checks the newer rows are kept
     assert machine.stored_copy() == [{"id": 2}]
 
@@ -1189,12 +1195,7 @@ def test_rows_a_fast_host_read_blind_are_moved_onto_the_cache_s_clock_even_while
     hangs. Its copy, not yet moved (that waited for a look that could read the cache), went
     on under the empty answer as if measured, and was stored over the newer rows later."""
     step = checked(machine)
-    fast = step(machine.start, 600.0)
-    step(machine.store_fault, "hang")
-    step(machine.refresh, fast, "rows")
-    other = step(machine.start, 0.0)
-    step(machine.heal_and_settle)
-    step(machine.request, other, "rows")
+    fast = newer_rows_stored_after_a_fast_host_read_blind(machine, step)
     step(machine.store_fault, "glitch")
     step(machine.request, fast, "empty")
     step(machine.heal_and_settle)
