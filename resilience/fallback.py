@@ -46,7 +46,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -176,13 +176,27 @@ class Copy:
         return {"data": self.data, "cached_at": self.cached_at,
                 "answered_at": self.answered_at, "empty": self.empty}  # fmt: skip
 
+    def shifted(self, seconds: float) -> Copy:
+        """Its times moved by ``seconds``: stamped before this process knew the store's clock."""
+        delta = datetime.timedelta(seconds=seconds)
+        answered_at = None if self.answered_at is None else self.answered_at + delta
+        return replace(self, cached_at=self.cached_at + delta, answered_at=answered_at)
+
 
 @dataclass
 class Held:
-    """The copy this process holds for a query, and when it last looked in the cache."""
+    """The copy this process holds for a query, and when it last looked in the cache.
+
+    ``local``: stamped on this host's clock, before this process ever measured
+    the store's (the cache was away all along, so every time in it is this
+    process's). A host minutes fast would otherwise pass its older rows for
+    newer than the stored ones; they are moved onto the store's clock at the
+    first look that can measure it.
+    """
 
     copy: Copy
     checked_at: float  # monotonic
+    local: bool = False
 
 
 def _copy(stored: Any) -> Copy | None:
@@ -313,7 +327,7 @@ class CachedFallback:
         itself lets at most its probes through, and everyone else gets the
         copy at once, without a cache write.
         """
-        held = self.shared.memo.get(self.name)
+        held = self._held()
         if held is not None and self._fresh(held.copy):
             return self._ok(held.copy)  # young enough: no round trip to the cache
         closed = get_breaker(self.breaker_name).state is State.CLOSED
@@ -350,7 +364,7 @@ class CachedFallback:
 
     def _last_good(self) -> tuple[Copy | None, bool]:
         """The copy, and whether the cache could be read (False: this process's own copy)."""
-        held = self.shared.memo.get(self.name)
+        held = self._held()
         mine = held.copy if held is not None else None
         scope = current_scope()
         try:
@@ -370,8 +384,25 @@ class CachedFallback:
             self._hold(copy)
         return copy, True
 
-    def _hold(self, copy: Copy) -> None:
-        self.shared.memo[self.name] = Held(copy, self.clock.monotonic())
+    def _held(self) -> Held | None:
+        """The copy this process holds, moved onto the store's clock once it can be (see Held).
+
+        Before anything else is done with it: an empty answer taken while the
+        cache is away would otherwise carry the unmoved rows on, as measured.
+        """
+        held = self.shared.memo.get(self.name)
+        if held is None or not held.local:
+            return held
+        self.shared.now()  # measures the store's clock, if the cache is there
+        timebase = self.shared.timebase
+        if not timebase.measured:
+            return held
+        moved = held.copy.shifted(timebase.offset)  # unmeasured, the offset was 0
+        held = self.shared.memo[self.name] = Held(moved, held.checked_at)
+        return held
+
+    def _hold(self, copy: Copy, *, local: bool = False) -> None:
+        self.shared.memo[self.name] = Held(copy, self.clock.monotonic(), local)
 
     def _checked_within(self, held: Held, seconds: float) -> bool:
         return 0.0 <= self.clock.monotonic() - held.checked_at < seconds
@@ -412,7 +443,7 @@ class CachedFallback:
             fresh = Copy(answer, now, read_at)
         if readable or not is_empty(answer):  # never our older rows over a copy we could not see
             self._store(fresh)
-        self._hold(fresh)
+        self._hold(fresh, local=not self.shared.timebase.measured)
         _summary.flush((self.name,), logging.INFO, "resilience.fallback.recovered", query=self.name)
         return self._ok(fresh)
 

@@ -68,15 +68,6 @@ class Record:
         return not self.uid
 
     @property
-    def sticky(self) -> bool:
-        """Worth restoring into a store that lost it: anything but a plain automatic "closed".
-
-        An operator's reset is restored too: otherwise an older forced state,
-        restored by a process that missed the reset, would win.
-        """
-        return self.state is State.OPEN or self.forced or self.manual_at is not None
-
-    @property
     def open_duration(self) -> float:
         if self.open_until is None or self.opened_at is None:
             return 0.0
@@ -132,18 +123,32 @@ class Record:
 
         After a store lost its history, a process that knew of a later reset
         adopts the newer automatic state but must not let an older forced
-        state be restored over that reset.
+        state be restored over that reset. The mark never goes down (see
+        ``placed_on``): the latest of ``manual_at``, this record's and ``on``'s.
         """
-        return replace(self, epoch=on.epoch + 1, uid=new_uid(), parent=on.uid, manual_at=manual_at)
+        latest = _latest(manual_at, self.manual_at, on.manual_at)
+        return replace(self, epoch=on.epoch + 1, uid=new_uid(), parent=on.uid, manual_at=latest)
 
     def successor(self, **fields: Any) -> Record:
         """The next decision: epoch + 1, a new uid, this one as parent, the operator's mark kept."""
         fields.setdefault("manual_at", self.manual_at)
         return Record(epoch=self.epoch + 1, uid=new_uid(), parent=self.uid, **fields)
 
-    def renumbered(self, epoch: int, parent: str) -> Record:
-        """The same decision placed on top of another history (restored after a loss)."""
-        return replace(self, epoch=epoch, parent=parent)
+    def placed_on(self, head: Record | None) -> Record:
+        """The same decision (its uid kept) put on top of ``head``: restored after a loss.
+
+        A record on top of another counts as derived from it (``outranks``
+        trusts the parent whatever the clocks say), so it must know what that
+        one knew: the operator's latest word (``manual_at``) never goes down a
+        chain of parents. A trip restored on top of a reset it beat on time,
+        without the reset's mark, would let an older forced state, met next,
+        beat the trip and come back on top of the reset it predates.
+        ``head`` None: an empty store.
+        """
+        if head is None:
+            return replace(self, epoch=1, parent="")
+        latest = _latest(self.manual_at, head.manual_at)
+        return replace(self, epoch=head.epoch + 1, parent=head.uid, manual_at=latest)
 
     def shifted(self, seconds: float) -> Record:
         """Times moved by ``seconds``: decided before this process knew the store's clock."""
@@ -205,6 +210,11 @@ class Record:
             manual_at=manual_at,
             actor=str(actor),
         )
+
+
+def _latest(*marks: float | None) -> float | None:
+    """The latest operator's mark of several (None: no operator acted)."""
+    return max((mark for mark in marks if mark is not None), default=None)
 
 
 # One second's calls, packed into one integer so that a shared cache adds a

@@ -130,16 +130,22 @@ class WindowTally:
     a call that arrives when a send is due triggers that send first, so the
     calls counted since ended soon after the previous send (give or take one
     interval and a slow call's own length), and an idle spell does not pull
-    old calls into the present.
+    old calls into the present. Before the first send, that is when the
+    decision began here (``begin``): a decision this process made itself is
+    first sent at its next look, which may come after an idle spell.
     """
 
     __slots__ = ("fleet", "lock", "sent", "sent_at")
 
     def __init__(self, counts: CallCounts) -> None:
         self.sent = tallied(counts)  # calls before this decision are not its own
-        self.sent_at: float | None = None  # when (store clock) the last send was made
+        self.sent_at: float | None = None  # when (store clock) the last send was made, or begin
         self.fleet = Bucket()  # the window's sum, every process, as last read
         self.lock = threading.Lock()  # one send at a time
+
+    def begin(self, at: float) -> None:
+        """The decision began at ``at`` (store clock): calls counted now are filed from then."""
+        self.sent_at = at
 
     def unsent(self, counts: CallCounts) -> Bucket:
         return tallied(counts) - self.sent

@@ -293,6 +293,8 @@ class CircuitBreaker(ManualControl, CallStyles):
                 state.rec = rec  # the same decision, renumbered or moved onto the store's clock
             else:
                 state = self._state = state_class(rec)(rec, self._counts)
+                if type(state) is ClosedState and self.config.windowed:
+                    state.window.begin(self._now())
         return state
 
     def _refresh(self) -> None:

@@ -35,6 +35,7 @@ class Cell:
         "base",
         "dirty",
         "failures",
+        "last_failure",
         "last_sync",
         "name",
         "offset",
@@ -43,7 +44,6 @@ class Cell:
         "success_due",
         "sync_due",
         "syncing",
-        "total",
     )
 
     def __init__(self, name: str, sync_due: float, success_due: float, alert: bool) -> None:
@@ -54,7 +54,7 @@ class Cell:
         # then every success is told at once (see CacheStore). Never so for a store in
         # this process, which sees every failure as it is counted.
         self.alert = alert
-        self.total: int | None = None  # failures of the decision so far, as last read
+        self.last_failure: str | None = None  # the decision's latest failure (a token), as read
         self.sync_due = sync_due  # monotonic time of the next refresh (inf: never)
         self.success_due = success_due  # monotonic time a success must next be told (inf: never)
         self.dirty = False  # ``rec`` was decided while the shared store was away

@@ -6,7 +6,9 @@ Layout, under ``<prefix>:<breaker>:``
   ``epoch``                    a hint of the newest epoch (readers walk forward from it)
   ``run:<uid>``                the current run of failures: a new token on each success told
   ``fail:<uid>:<run>``         consecutive failures in that run (``incr``, or slots; counting.py)
-  ``total:<uid>``              every failure of the decision (``incr``): has anyone failed?
+  ``failed:<uid>``             a new token on each failure of the decision: has anyone failed
+                               since this process looked? (a count would expire a week after
+                               the first failure and could come back to the figure remembered)
   ``win:<uid>:<second>``       the calls of one second, every process's, packed (window rules)
   ``probe:<epoch>:<uid>:<window>:<slot>``  probe permits, one ``add`` each
   ``ok:<uid>``                 probes of an open decision that succeeded (SUCCESS_THRESHOLD)
@@ -18,7 +20,7 @@ Who wins which race, and why:
   before (``parent``), so a stale view cannot overwrite a newer state.
 - "Consecutive" across the fleet: a failure reads the current run and
   counts in it, so every failure is counted at once; a success starts a new
-  run. While any process has failed lately (``total`` moved since this
+  run. While any process has failed lately (``failed`` changed since this
   process last looked, or it failed itself), every success is told at once:
   one ``set``, so the breaker opens on ``threshold`` failures with no success
   between them at any rate. While nobody fails, a success is told at most
@@ -31,12 +33,14 @@ Who wins which race, and why:
   counts) and reads the window's buckets (one ``get_many``), every
   ``sync_interval``: two round trips a process per interval, none per call.
 - A store that lost its history (FLUSHALL, restarted empty, a dropped
-  write): epochs restart there, uids do not. A process whose decision is no
-  longer in the store compares it with the store's newest: the newer
-  decision wins, except that an operator's forced state beats automatic
-  decisions made without knowing it (``Record.outranks``). Losers adopt,
-  winners republish on top; an empty store is given back only what is worth
-  keeping (open or forced), never a plain "closed" that could undo a trip.
+  write): epochs restart there, uids do not, so epochs order nothing across
+  the loss. A process whose decision is no longer in the store compares it
+  with the store's newest: the newer decision wins, except that an
+  operator's forced state beats automatic decisions made without knowing it
+  (``Record.outranks``). Losers adopt, winners republish on top, knowing
+  what the record they sit on knew (``Record.placed_on``: the operator's
+  latest word is carried up); an empty store is given back any decision, a
+  plain "closed" too (it may be newer than an open restored after it).
 - Probe permits are one ``add`` per slot, keyed by the open decision and
   its window: at most ``half_open_max_calls`` per window across the fleet.
 - When the cache is away (``SharedCache`` says so, at once, after one
@@ -61,7 +65,7 @@ from ..scope import current_scope
 from ..sharedcache import CacheUnavailable, SharedCache, shared_cache
 from ..state import Bucket, Record, initial_record, new_uid
 from .base import BreakerStore, Cell, ProbeSlots, Windows, live_stores
-from .counting import Counter, IncrCounter, counter_for
+from .counting import Counter, counter_for
 
 T = TypeVar("T")
 
@@ -231,11 +235,11 @@ class CacheStore(BreakerStore):
         known_key = self._key(name, "rec", base.epoch)
         next_key = self._key(name, "rec", base.epoch + 1)
         run_key = self._key(name, "run", _tag(rec))
-        total_key = self._key(name, "total", _tag(rec))
+        failed_key = self._key(name, "failed", _tag(rec))
         count_keys = self.counter.keys(self._key(name, "fail", _tag(rec), cell.run))
         found = self._io(
             lambda c: c.get_many(
-                [pointer_key, known_key, next_key, run_key, total_key, *count_keys]
+                [pointer_key, known_key, next_key, run_key, failed_key, *count_keys]
             )
         )
         pointer = int(found.get(pointer_key) or 0)
@@ -253,9 +257,9 @@ class CacheStore(BreakerStore):
             else:
                 self._read_count(cell, found, run_key)
                 # Somebody failed since the last look (or, at the first, ever).
-                total = int(found.get(total_key) or 0)
-                cell.alert = total != (0 if cell.total is None else cell.total)
-                cell.total = total
+                last_failure = found.get(failed_key)
+                cell.alert = last_failure != cell.last_failure
+                cell.last_failure = last_failure
             return True
         return self._settle(cell, head)
 
@@ -263,10 +267,12 @@ class CacheStore(BreakerStore):
         """Ours was decided offline, or the store lost its history: the better decision stays."""
         mine = cell.rec
         if head is None or head.initial:  # an empty store
-            if not mine.sticky:
+            if mine.initial:
                 self._adopt(cell, initial_record())
                 return True
-            return self._restore(cell, mine.renumbered(1, ""))
+            # Every decision goes back, a plain "closed" too: it may be newer than an open
+            # that another process will restore next, and ``outranks`` settles which stays.
+            return self._restore(cell, mine.placed_on(None))
         if mine.initial or head.uid == mine.uid:
             self._adopt(cell, head)
             return True
@@ -280,7 +286,7 @@ class CacheStore(BreakerStore):
         below = self._restored_over(cell.name, head)
         if below is not None and below.outranks(mine):
             return self._restore(cell, below.told(mine.manual_at, on=head))
-        return self._restore(cell, mine.renumbered(head.epoch + 1, head.uid))
+        return self._restore(cell, mine.placed_on(head))
 
     def _restored_over(self, name: str, head: Record) -> Record | None:
         """The newer decision ``head`` was restored on top of, if it was."""
@@ -366,7 +372,7 @@ class CacheStore(BreakerStore):
             cell.dirty = False
             cell.failures = 0
             cell.run = ""
-            cell.alert, cell.total = True, None
+            cell.alert, cell.last_failure = True, None
 
     def _install(self, cell: Cell, record: Record, *, published: bool) -> None:
         """Make ``record`` this process's state (caller holds the lock)."""
@@ -375,7 +381,7 @@ class CacheStore(BreakerStore):
         cell.rec = record
         cell.failures = 0
         cell.run = ""
-        cell.alert, cell.total = True, None
+        cell.alert, cell.last_failure = True, None
         cell.dirty = not published
         if published:
             cell.base = record
@@ -423,7 +429,7 @@ class CacheStore(BreakerStore):
                     current = cell.rec
                     if current.uid != expected.uid or cell.dirty:
                         return None  # somebody else decided first
-                    new = new.renumbered(current.epoch + 1, current.uid)  # it was restored
+                    new = new.placed_on(current)  # it was restored
                 return None
             except CacheUnavailable:
                 pass  # decided here; settled when the cache returns
@@ -465,12 +471,12 @@ class CacheStore(BreakerStore):
             if latest == run:
                 break
             run, known = latest, 0  # counted in a run a success had just ended: count anew
-        total_key = self._key(name, "total", _tag(rec))
-        total = self._io(lambda c: _BUMP.add(c, total_key, self.record_ttl, 0, 1))
+        failed_key, token = self._key(name, "failed", _tag(rec)), new_uid()
+        self._io(lambda c: c.set(failed_key, token, self.record_ttl))
         with self._lock:
             if _same(cell.rec, rec):
                 cell.run, cell.failures = run, count
-                cell.alert, cell.total = True, total
+                cell.alert, cell.last_failure = True, token
         return count
 
     def _add(self, key: str, known: int, weight: int) -> int:
@@ -586,9 +592,6 @@ class CacheStore(BreakerStore):
         if cell.dirty or not records:
             records.append(cell.rec)
         return [rec for rec in records if not rec.initial][-limit:]
-
-
-_BUMP = IncrCounter()  # "has anyone failed": an incr on every cache (a lost update still moves it)
 
 
 def _tag(rec: Record) -> str:
