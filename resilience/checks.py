@@ -86,18 +86,20 @@ def _cache_problems(options: Mapping[str, Any], scope: str) -> list[Problem]:
             )
         ]
     problems: list[Problem] = []
-    for key, default, meaning in (
-        ("SYNC_INTERVAL", 0.5, "how stale a process's view of the shared state may get"),
-        ("SUCCESS_INTERVAL", 0.1, "how stale a success may be when the fleet counts failures"),
-        ("OUTAGE_RETRY_INTERVAL", 1.0, "how often a cache that went away is tried again"),
-        ("OPERATION_TIMEOUT", 0.5, "how long one cache operation may hold up a request"),
+    # SUCCESS_INTERVAL may be 0: every success told at once (the strict "consecutive").
+    for key, default, meaning, least in (
+        ("SYNC_INTERVAL", 0.5, "how stale a process's view of the shared state may get", None),
+        ("SUCCESS_INTERVAL", 0.1, "how stale a success may be when the fleet counts failures", 0),
+        ("OUTAGE_RETRY_INTERVAL", 1.0, "how often a cache that went away is tried again", None),
+        ("OPERATION_TIMEOUT", 0.5, "how long one cache operation may hold up a request", None),
     ):
         value = options.get(key, default)
-        if not (number(value) and value > 0):
+        if not (number(value) and (value > 0 or value == least)):
+            kind = "a positive number" if least is None else "0 or a positive number"
             problems.append(
                 (
                     "E010",
-                    f"{where}[{key!r}] is {value!r}; it must be a positive number of seconds.",
+                    f"{where}[{key!r}] is {value!r}; it must be {kind} of seconds.",
                     f"It sets {meaning}; the default is {default}.",
                 )
             )

@@ -189,6 +189,11 @@ def test_app_registers_its_checks():
             "resilience.E010",
             "not in settings.CACHES",
         ),
+        (
+            {"STORE": "resilience.stores.CacheStore", "STORE_OPTIONS": {"SUCCESS_INTERVAL": -1}},
+            "resilience.E010",
+            "0 or a positive number",
+        ),
         ({"BREAKERS": {"questdb": 5}}, "resilience.E011", "must be a dict"),
         ({"BREAKERS": {"questdb": {"FAILURE_THRESHOLD": -1}}}, "resilience.E001", "['questdb']"),
         ({"FAILURE_TRESHOLD": 3}, "resilience.W001", "Did you mean 'FAILURE_THRESHOLD'?"),
@@ -247,3 +252,13 @@ def test_default_store_is_local(settings):
     assert isinstance(get_breaker("questdb").store, LocalStore)
     assert get_breaker("questdb").name == "questdb"
     assert set(DEFAULTS) >= {"FAILURE_THRESHOLD", "STORE", "BREAKERS", "CALL_DEADLINE"}
+
+
+def test_success_interval_0_is_the_strict_consecutive_and_allowed(settings):
+    """README: SUCCESS_INTERVAL 0 tells every success at once; the check must not refuse it."""
+    settings.RESILIENCE = {
+        **settings.RESILIENCE,
+        "STORE": "resilience.stores.CacheStore",
+        "STORE_OPTIONS": {"SUCCESS_INTERVAL": 0},
+    }
+    assert not [m for m in check_settings() if m.id == "resilience.E010"]
