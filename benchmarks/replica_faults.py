@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import demo_site  # noqa: F401 - first: it sets Django up
 from django.test.utils import override_settings
@@ -57,13 +56,7 @@ def measure(begin, end, seconds: float) -> dict[str, float | int | str]:
     reset_registry()
     reads = Reads()
     reads.run(1.0)
-    began = time.monotonic()
-    begin()
-    try:
-        reads.run(seconds)
-    finally:
-        end()
-    healed = time.monotonic()
+    began, healed = reads.through(begin, end, seconds)
     reads.run(seconds)
     during = [(s, took, a) for s, took, a in reads.answers if began <= s < healed]
     after = [(s, a) for s, _, a in reads.answers if s >= healed]

@@ -214,6 +214,19 @@ class Reads:
             self.request()
             time.sleep(0.02)
 
+    def through(
+        self, begin: Callable[[], Any], end: Callable[[], Any], seconds: float
+    ) -> tuple[float, float]:
+        """Requests for ``seconds`` of a fault (``end`` runs whatever happens): the moments
+        the fault began and ended."""
+        began = time.monotonic()
+        begin()
+        try:
+            self.run(seconds)
+        finally:
+            end()
+        return began, time.monotonic()
+
     @property
     def worst(self) -> float:
         return max(took for _, took, _ in self.answers)

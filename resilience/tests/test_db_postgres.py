@@ -126,13 +126,7 @@ def ride_out(begin: Callable, end: Callable, seconds: float = 3.0) -> Reads:
     reads = Reads()
     reads.run(0.3)
     assert set(reads.sources()) == {"replica"}, reads.sources()
-    began = time.monotonic()
-    begin()
-    try:
-        reads.run(seconds)
-    finally:
-        end()
-    healed = time.monotonic()
+    began, healed = reads.through(begin, end, seconds)
     reads.run(1.0 + 1.0)  # RECOVERY_TIMEOUT, then the router's probe
     during = [answer for started, _, answer in reads.answers if began <= started < healed]
     assert "primary" in during, during
